@@ -1,0 +1,1 @@
+"""Actions: turn a job's action (http, shell, handler, email) into a result."""

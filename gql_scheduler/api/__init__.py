@@ -1,0 +1,1 @@
+"""The GraphQL API: Strawberry types, inputs, resolvers and the per-request context."""

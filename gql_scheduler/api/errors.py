@@ -1,0 +1,73 @@
+"""How errors reach clients: expected ones as data or coded GraphQL errors, the rest masked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from graphql import GraphQLError
+
+from gql_scheduler.api.types import UserError
+from gql_scheduler.domain.errors import InputErrors, UserInputError
+
+log = logging.getLogger("gql_scheduler.api")
+
+T = TypeVar("T")
+BAD_USER_INPUT = "BAD_USER_INPUT"
+
+
+async def collect_user_errors(call: Awaitable[T]) -> tuple[T | None, list[UserError]]:
+    """Run a mutation's use case; expected failures become `errors: [UserError!]!`."""
+    try:
+        return await call, []
+    except InputErrors as error:
+        return None, [UserError.from_domain(item) for item in error.errors]
+    except UserInputError as error:
+        return None, [UserError.from_domain(error)]
+
+
+@contextmanager
+def raise_as_graphql_error() -> Iterator[None]:
+    """For queries and field arguments, which have no errors list: a coded GraphQL error."""
+    try:
+        yield
+    except InputErrors as error:
+        first = error.errors[0]
+        raise _coded(error.message, first) from None
+    except UserInputError as error:
+        raise _coded(error.message, error) from None
+
+
+def _coded(message: str, error: UserInputError) -> GraphQLError:
+    return GraphQLError(
+        message,
+        extensions={
+            "code": BAD_USER_INPUT,
+            "errorCode": error.code.value,
+            "field": list(error.field or ()),
+        },
+    )
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """A bug, not something the client did: masked in responses, logged with its traceback.
+
+    Errors with no path come from parsing, validation and variable coercion: they speak of
+    the client's document (and our scalars' own messages), so they are shown.
+    """
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError) and bool(error.path)
+
+
+def log_unexpected(errors: list[GraphQLError]) -> None:
+    for error in errors:
+        if is_unexpected(error):
+            log.error(
+                "unexpected error in a resolver",
+                exc_info=error.original_error,
+                extra={"action": "resolver_failed", "path": error.path},
+            )
+        else:
+            log.debug("client error: %s", error.message, extra={"action": "client_error"})

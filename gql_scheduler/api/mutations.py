@@ -1,0 +1,123 @@
+"""The Mutation root: every expected failure comes back as `errors`, and changes nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from gql_scheduler.api import convert, inputs
+from gql_scheduler.api.context import Info
+from gql_scheduler.api.errors import collect_user_errors
+from gql_scheduler.api.nodes import Execution, Job
+from gql_scheduler.api.types import UserError
+from gql_scheduler.domain import jobs as domain_jobs
+from gql_scheduler.domain.errors import Disabled
+
+
+@strawberry.type
+class JobPayload:
+    job: Job | None
+    errors: list[UserError]
+
+    @classmethod
+    def of(cls, job: domain_jobs.Job | None, errors: list[UserError]) -> JobPayload:
+        return cls(job=Job(domain=job) if job else None, errors=errors)
+
+
+@strawberry.type
+class DeleteJobPayload:
+    deleted_job_id: strawberry.ID | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class ExecutionPayload:
+    execution: Execution | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class BackfillPayload:
+    executions: list[Execution]
+    errors: list[UserError]
+
+
+_NO_ENGINE = Disabled("this server does not run executions yet (the engine is not enabled)")
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def create_job(self, info: Info, input: inputs.CreateJobInput) -> JobPayload:
+        async def create() -> domain_jobs.Job:
+            return await info.context.service.create_job(
+                convert.job_spec(input),
+                convert.schedule_drafts(input.schedules),
+                paused=bool(input.paused),
+            )
+
+        return JobPayload.of(*await collect_user_errors(create()))
+
+    @strawberry.mutation
+    async def update_job(
+        self, info: Info, id: strawberry.ID, input: inputs.UpdateJobInput
+    ) -> JobPayload:
+        async def update() -> domain_jobs.Job:
+            drafts = (
+                convert.schedule_drafts(input.schedules)
+                if input.schedules not in (None, strawberry.UNSET)
+                else None
+            )
+            return await info.context.service.update_job(
+                str(id), convert.job_changes(input), drafts
+            )
+
+        return JobPayload.of(*await collect_user_errors(update()))
+
+    @strawberry.mutation
+    async def delete_job(self, info: Info, id: strawberry.ID) -> DeleteJobPayload:
+        deleted, errors = await collect_user_errors(info.context.service.delete_job(str(id)))
+        return DeleteJobPayload(
+            deleted_job_id=strawberry.ID(deleted) if deleted else None, errors=errors
+        )
+
+    @strawberry.mutation
+    async def pause_job(self, info: Info, id: strawberry.ID, note: str | None = None) -> JobPayload:
+        return JobPayload.of(
+            *await collect_user_errors(info.context.service.pause_job(str(id), note))
+        )
+
+    @strawberry.mutation
+    async def resume_job(self, info: Info, id: strawberry.ID) -> JobPayload:
+        return JobPayload.of(*await collect_user_errors(info.context.service.resume_job(str(id))))
+
+    @strawberry.mutation(
+        description=(
+            "Run now, outside the schedule. The overlap policy still applies unless force is true."
+        )
+    )
+    def trigger_job(self, id: strawberry.ID, force: bool | None = False) -> ExecutionPayload:
+        return ExecutionPayload(execution=None, errors=[UserError.from_domain(_NO_ENGINE)])
+
+    @strawberry.mutation
+    def cancel_execution(self, id: strawberry.ID) -> ExecutionPayload:
+        return ExecutionPayload(execution=None, errors=[UserError.from_domain(_NO_ENGINE)])
+
+    @strawberry.mutation
+    def retry_execution(self, id: strawberry.ID) -> ExecutionPayload:
+        return ExecutionPayload(execution=None, errors=[UserError.from_domain(_NO_ENGINE)])
+
+    @strawberry.mutation(
+        description=(
+            "Create the runs the schedules would have made between from and to (at most 1000)."
+        )
+    )
+    def backfill_job(
+        self,
+        id: strawberry.ID,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+    ) -> BackfillPayload:
+        return BackfillPayload(executions=[], errors=[UserError.from_domain(_NO_ENGINE)])

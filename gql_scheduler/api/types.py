@@ -1,0 +1,223 @@
+"""Output types. Each is built from a domain object; resolvers that need I/O use loaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from gql_scheduler.api import enums  # noqa: F401  (registers the enums with Strawberry)
+from gql_scheduler.domain import actions, schedules
+from gql_scheduler.domain.errors import ErrorCode, UserInputError
+from gql_scheduler.domain.policies import RetryPolicy as DomainRetryPolicy
+
+if TYPE_CHECKING:
+    pass
+
+
+@strawberry.type
+class UserError:
+    field: list[str] | None
+    message: str
+    code: ErrorCode
+
+    @classmethod
+    def from_domain(cls, error: UserInputError) -> UserError:
+        return cls(
+            field=list(error.field) if error.field is not None else None,
+            message=error.message,
+            code=error.code,
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+    @classmethod
+    def from_cursors(cls, cursors: list[str], *, has_next: bool, has_previous: bool) -> PageInfo:
+        return cls(
+            has_next_page=has_next,
+            has_previous_page=has_previous,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
+
+
+# ---------------------------------------------------------------- schedules
+@strawberry.type
+class CronSchedule:
+    expression: str
+    timezone: str
+    description: str
+
+
+@strawberry.type
+class IntervalSchedule:
+    every_seconds: float
+    anchor: datetime | None
+
+
+@strawberry.type
+class OnceSchedule:
+    at: datetime
+
+
+Schedule = Annotated[CronSchedule | IntervalSchedule | OnceSchedule, strawberry.union("Schedule")]
+
+
+def schedule_from_domain(schedule: schedules.Schedule) -> Schedule:
+    if isinstance(schedule, schedules.CronSchedule):
+        return CronSchedule(
+            expression=schedule.expression,
+            timezone=schedule.timezone,
+            description=schedules.describe_schedule(schedule),
+        )
+    if isinstance(schedule, schedules.IntervalSchedule):
+        return IntervalSchedule(every_seconds=schedule.every_seconds, anchor=schedule.anchor)
+    return OnceSchedule(at=schedule.at)
+
+
+# ---------------------------------------------------------------- actions
+@strawberry.type(
+    description=(
+        "Header values that look secret (Authorization, Cookie, *token*, *key*, *secret*) "
+        'read back as "***".'
+    )
+)
+class Header:
+    name: str
+    value: str
+
+
+@strawberry.type
+class HttpAction:
+    url: str
+    method: actions.HttpMethod
+    headers: list[Header]
+    body: str | None
+    json: JSON | None
+    success_statuses: list[int]
+
+
+@strawberry.type
+class ShellAction:
+    command: list[str]
+    env: JSON | None
+    working_directory: str | None
+
+
+@strawberry.type
+class HandlerAction:
+    name: str
+    args: JSON | None
+
+
+@strawberry.type
+class EmailAction:
+    to: list[str]
+    subject: str
+    body: str
+    html: bool
+
+
+Action = Annotated[
+    HttpAction | ShellAction | HandlerAction | EmailAction, strawberry.union("Action")
+]
+
+
+def action_from_domain(action: actions.Action) -> Action:
+    if isinstance(action, actions.HttpAction):
+        return HttpAction(
+            url=action.url,
+            method=action.method,
+            headers=[
+                Header(name=h.name, value=h.value) for h in actions.masked_headers(action.headers)
+            ],
+            body=action.body,
+            json=action.json,
+            success_statuses=list(action.success_statuses),
+        )
+    if isinstance(action, actions.ShellAction):
+        return ShellAction(
+            command=list(action.command),
+            env=JSON(action.env) if action.env is not None else None,
+            working_directory=action.working_directory,
+        )
+    if isinstance(action, actions.HandlerAction):
+        return HandlerAction(name=action.name, args=action.args)
+    return EmailAction(
+        to=list(action.to), subject=action.subject, body=action.body, html=action.html
+    )
+
+
+# ---------------------------------------------------------------- policies and stats
+@strawberry.type
+class RetryPolicy:
+    max_attempts: int
+    initial_delay_seconds: float
+    backoff_factor: float
+    max_delay_seconds: float
+    jitter: bool
+
+    @classmethod
+    def from_domain(cls, policy: DomainRetryPolicy) -> RetryPolicy:
+        return cls(
+            max_attempts=policy.max_attempts,
+            initial_delay_seconds=policy.initial_delay_seconds,
+            backoff_factor=policy.backoff_factor,
+            max_delay_seconds=policy.max_delay_seconds,
+            jitter=policy.jitter,
+        )
+
+
+@strawberry.type
+class JobStats:
+    total: int
+    succeeded: int
+    failed: int
+    success_rate: float | None
+    avg_duration_ms: float | None
+    p95_duration_ms: float | None
+    avg_drift_ms: float | None
+    p95_drift_ms: float | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+
+    @classmethod
+    def empty(cls) -> JobStats:
+        return cls(
+            total=0,
+            succeeded=0,
+            failed=0,
+            success_rate=None,
+            avg_duration_ms=None,
+            p95_duration_ms=None,
+            avg_drift_ms=None,
+            p95_drift_ms=None,
+            last_success_at=None,
+            last_failure_at=None,
+        )
+
+
+@strawberry.type
+class Health:
+    status: str
+    version: str
+    instance: str
+    database: bool
+    scheduler_running: bool
+    active_jobs: int
+    running_executions: int
+
+
+@strawberry.type
+class SchedulePreview:
+    runs: list[datetime]
+    descriptions: list[str]
+    errors: list[UserError]

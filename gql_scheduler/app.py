@@ -1,0 +1,115 @@
+"""The composition root: builds everything from Settings and ties it to the ASGI lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from gql_scheduler import __version__
+from gql_scheduler.actions.handlers import HandlerRegistry
+from gql_scheduler.api.context import Context, ServerInfo
+from gql_scheduler.api.schema import build_schema
+from gql_scheduler.domain.clock import Clock, SystemClock
+from gql_scheduler.service import JobService
+from gql_scheduler.settings import Settings
+from gql_scheduler.store import migrations
+from gql_scheduler.store.engine import Database
+from gql_scheduler.validation import ServerPolicy
+
+log = logging.getLogger("gql_scheduler.app")
+
+
+@dataclass
+class Container:
+    """Everything the running service is made of; tests reach in through `app.state`."""
+
+    settings: Settings
+    database: Database
+    service: JobService
+    server: ServerInfo
+
+
+def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    database = Database(settings.database_url)
+    policy = ServerPolicy(
+        shell_enabled=settings.enable_shell,
+        email_enabled=settings.smtp_url is not None,
+        handlers=HandlerRegistry.load(),
+    )
+    service = JobService(
+        database, clock or SystemClock(), policy, default_misfire_policy=settings.misfire_policy
+    )
+    server = ServerInfo(
+        version=__version__, instance=settings.instance_name, scheduler_running=lambda: False
+    )
+    return Container(settings=settings, database=database, service=service, server=server)
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    def __init__(self, container: Container) -> None:
+        super().__init__(
+            build_schema(),
+            graphql_ide="graphiql" if container.settings.graphiql else None,
+        )
+        self.container = container
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None
+    ) -> Context:
+        return Context(
+            request=request,
+            response=response,
+            service=self.container.service,
+            server=self.container.server,
+        )
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, apply_migrations: bool = True
+) -> Starlette:
+    container = build_container(settings, clock=clock)
+    graphql = GraphQLApp(container)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if apply_migrations:
+            await migrations.upgrade_async(container.database.engine)
+        log.info(
+            "gql-scheduler started",
+            extra={"action": "started", "instance": settings.instance_name},
+        )
+        try:
+            yield
+        finally:
+            await container.database.dispose()
+            log.info("gql-scheduler stopped", extra={"action": "stopped"})
+
+    async def healthz(_request: Request) -> Response:
+        report = await container.service.health()
+        body: dict[str, Any] = {
+            "status": "ok" if report.database else "degraded",
+            "version": __version__,
+            "instance": settings.instance_name,
+            "database": report.database,
+        }
+        return JSONResponse(body, status_code=200 if report.database else 503)
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    return app

@@ -1,0 +1,104 @@
+"""`gql-scheduler serve | migrate | export-schema`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from alembic.util.exc import CommandError
+from sqlalchemy.exc import SQLAlchemyError
+
+from gql_scheduler.settings import Settings, SettingsError, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return int(arguments.run(arguments))
+    except SettingsError as error:
+        print(f"gql-scheduler: {error}", file=sys.stderr)
+        return 2
+    except (OSError, SQLAlchemyError, CommandError) as error:
+        # Expected operational failures (database down, unwritable file): one line.
+        print(f"gql-scheduler: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gql-scheduler", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API and the scheduler")
+    serve.add_argument("--host", help="address to bind (default: GQL_SCHEDULER_HOST)")
+    serve.add_argument("--port", type=int, help="port (default: GQL_SCHEDULER_PORT)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations on start")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(run=_migrate)
+
+    export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    export.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    export.set_defaults(run=_export_schema)
+    return parser
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gql_scheduler.app import create_app
+    from gql_scheduler.logs import configure_logging
+
+    overrides = {
+        key: value
+        for key, value in (("host", arguments.host), ("port", arguments.port))
+        if value is not None
+    }
+    settings: Settings = load_settings(**overrides)
+    configure_logging(settings.log_level.value, settings.log_format.value)
+    app = create_app(settings, apply_migrations=not arguments.no_migrate)
+    where = "GraphiQL" if settings.graphiql else "GraphQL API"
+    print(
+        f"gql-scheduler: {where} at http://{settings.host}:{settings.port}/graphql "
+        f"(database: {_display_url(settings.database_url)})",
+        flush=True,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, lifespan="on")
+    return 0
+
+
+def _migrate(arguments: argparse.Namespace) -> int:
+    from gql_scheduler.store import migrations
+
+    settings = load_settings()
+    migrations.upgrade(settings.database_url, arguments.revision)
+    print(
+        f"gql-scheduler: database at revision {migrations.current_revision(settings.database_url)}"
+    )
+    return 0
+
+
+def _export_schema(arguments: argparse.Namespace) -> int:
+    from gql_scheduler.api.schema import export_sdl
+
+    sdl = export_sdl()
+    if arguments.output is None:
+        sys.stdout.write(sdl)
+    else:
+        arguments.output.write_text(sdl, encoding="utf-8")
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(getattr(error, "orig", None) or error).split())
+    return f"{type(error).__name__}: {text}"
+
+
+def _display_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,86 @@
+"""Settings from the environment and `.env`, all prefixed GQL_SCHEDULER_."""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gql_scheduler.domain.policies import MisfirePolicy
+
+ENV_PREFIX = "GQL_SCHEDULER_"
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+def _default_instance_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./gql_scheduler.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    enable_shell: bool = False
+    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    max_concurrent_executions: int = Field(default=100, ge=1)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    output_limit_bytes: int = Field(default=64 * 1024, ge=0)
+    instance_name: str = Field(default_factory=_default_instance_name, min_length=1)
+    log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.TEXT
+    graphiql: bool = True
+    smtp_url: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("log_level", "misfire_policy", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _empty_smtp_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names the variable, in one line."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors():
+        name = ENV_PREFIX + "_".join(str(part) for part in detail["loc"]).upper()
+        problems.append(f"{name}: {detail['msg']} (got {detail.get('input')!r})")
+    return "invalid setting " + "; ".join(problems)

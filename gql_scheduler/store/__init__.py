@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core tables, the engine, and repositories. Knows nothing of GraphQL."""

@@ -1,0 +1,65 @@
+"""The event outbox (invariant 4): appended in the same transaction as the change it records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gql_scheduler.domain.events import EventKind, JobEvent, JobEventType
+from gql_scheduler.store.tables import events
+
+
+class EventRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def append_job_event(
+        self,
+        event_type: JobEventType,
+        *,
+        job_id: str,
+        at: datetime,
+        actor: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> JobEvent:
+        result = await self.connection.execute(
+            events.insert()
+            .values(
+                kind=EventKind.JOB.value,
+                type=event_type.value,
+                at=at,
+                job_id=job_id,
+                actor=actor,
+                payload=payload,
+            )
+            .returning(events.c.id)
+        )
+        event_id = result.scalar_one()
+        return JobEvent(id=str(event_id), type=event_type, at=at, job_id=job_id, actor=actor)
+
+    async def job_events_after(
+        self, after_id: int, *, job_id: str | None = None, limit: int = 1000
+    ) -> Sequence[JobEvent]:
+        query = (
+            sa.select(events)
+            .where(events.c.kind == EventKind.JOB.value, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        if job_id is not None:
+            query = query.where(events.c.job_id == job_id)
+        rows = (await self.connection.execute(query)).mappings().all()
+        return [
+            JobEvent(
+                id=str(row["id"]),
+                type=JobEventType(row["type"]),
+                at=row["at"],
+                job_id=row["job_id"],
+                actor=row["actor"],
+            )
+            for row in rows
+        ]

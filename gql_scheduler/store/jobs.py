@@ -1,0 +1,249 @@
+"""The job repository: rows <-> domain jobs, filtered keyset pages, name uniqueness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gql_scheduler.domain import actions, schedules
+from gql_scheduler.domain.errors import NameTaken
+from gql_scheduler.domain.jobs import Job, JobFilter, JobOrder, JobSpec, JobState
+from gql_scheduler.domain.policies import Delivery, MisfirePolicy, OverlapPolicy, RetryPolicy
+from gql_scheduler.store import pagination
+from gql_scheduler.store.tables import job_tags, jobs
+
+# Sorts jobs that will never run after every job that will.
+_NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[Job]
+    cursors: list[str]
+    has_next_page: bool
+    total_count: int
+
+
+class JobRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def insert(self, job: Job) -> None:
+        if await self._name_exists(job.spec.name):
+            raise _name_taken(job.spec.name)
+        try:
+            await self.connection.execute(jobs.insert().values(id=job.id, **_row_values(job)))
+        except sa.exc.IntegrityError as error:
+            # A concurrent insert of the same name won the race after our check.
+            raise _name_taken(job.spec.name) from error
+        await self._insert_tags(job.id, job.spec.tags)
+
+    async def update(self, job: Job) -> None:
+        """Store `job`, whose `version` is one more than the stored row's."""
+        if await self._name_exists(job.spec.name, except_id=job.id):
+            raise _name_taken(job.spec.name)
+        await self.connection.execute(
+            jobs.update().where(jobs.c.id == job.id).values(**_row_values(job))
+        )
+        await self.connection.execute(job_tags.delete().where(job_tags.c.job_id == job.id))
+        await self._insert_tags(job.id, job.spec.tags)
+
+    async def delete(self, job_id: str) -> bool:
+        result = await self.connection.execute(jobs.delete().where(jobs.c.id == job_id))
+        return result.rowcount > 0
+
+    async def get(self, job_id: str, *, for_update: bool = False) -> Job | None:
+        query = jobs.select().where(jobs.c.id == job_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.connection.execute(query)).mappings().first()
+        return None if row is None else _job_from_row(row, await self._tags_of([job_id]))
+
+    async def get_by_name(self, name: str) -> Job | None:
+        row = (
+            (await self.connection.execute(jobs.select().where(jobs.c.name == name)))
+            .mappings()
+            .first()
+        )
+        return None if row is None else _job_from_row(row, await self._tags_of([row["id"]]))
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        if not job_ids:
+            return {}
+        rows = (
+            (await self.connection.execute(jobs.select().where(jobs.c.id.in_(job_ids))))
+            .mappings()
+            .all()
+        )
+        tags = await self._tags_of([row["id"] for row in rows])
+        return {row["id"]: _job_from_row(row, tags) for row in rows}
+
+    async def list_page(
+        self, job_filter: JobFilter, order: JobOrder, first: int, after: str | None
+    ) -> JobPage:
+        keys = _order_keys(order)
+        condition = _filter_condition(job_filter)
+        query = jobs.select().where(condition)
+        if after is not None:
+            values = pagination.decode_cursor(after, [_key_kind(order), str])
+            query = query.where(pagination.after_keyset(keys, values))
+        query = query.order_by(
+            *(key.desc() if descending else key.asc() for key, descending in keys)
+        )
+        rows = (await self.connection.execute(query.limit(first + 1))).mappings().all()
+        total = await self.connection.scalar(
+            sa.select(sa.func.count()).select_from(jobs).where(condition)
+        )
+        has_next_page = len(rows) > first
+        rows = rows[:first]
+        tags = await self._tags_of([row["id"] for row in rows])
+        page = [_job_from_row(row, tags) for row in rows]
+        cursors = [pagination.encode_cursor(_key_values(job, order)) for job in page]
+        return JobPage(page, cursors, has_next_page, int(total or 0))
+
+    async def count_in_state(self, state: JobState) -> int:
+        count = await self.connection.scalar(
+            sa.select(sa.func.count()).select_from(jobs).where(jobs.c.state == state.value)
+        )
+        return int(count or 0)
+
+    async def _name_exists(self, name: str, *, except_id: str | None = None) -> bool:
+        query = sa.select(jobs.c.id).where(jobs.c.name == name)
+        if except_id is not None:
+            query = query.where(jobs.c.id != except_id)
+        return (await self.connection.scalar(query)) is not None
+
+    async def _insert_tags(self, job_id: str, tags: Iterable[str]) -> None:
+        rows = [{"job_id": job_id, "tag": tag} for tag in tags]
+        if rows:
+            await self.connection.execute(job_tags.insert(), rows)
+
+    async def _tags_of(self, job_ids: Sequence[str]) -> dict[str, list[str]]:
+        tags: dict[str, list[str]] = {job_id: [] for job_id in job_ids}
+        if not job_ids:
+            return tags
+        query = (
+            sa.select(job_tags.c.job_id, job_tags.c.tag)
+            .where(job_tags.c.job_id.in_(job_ids))
+            .order_by(job_tags.c.job_id, job_tags.c.tag)
+        )
+        for job_id, tag in (await self.connection.execute(query)).all():
+            tags[job_id].append(tag)
+        return tags
+
+
+def _name_taken(name: str) -> NameTaken:
+    return NameTaken(f"a job named {name!r} already exists", field=["name"])
+
+
+def _row_values(job: Job) -> dict[str, Any]:
+    spec = job.spec
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "state": job.state.value,
+        "pause_note": job.pause_note,
+        "schedules": [schedules.schedule_to_dict(schedule) for schedule in spec.schedules],
+        "action": actions.action_to_dict(spec.action),
+        "start_at": spec.start_at,
+        "end_at": spec.end_at,
+        "jitter_seconds": spec.jitter_seconds,
+        "overlap_policy": spec.overlap_policy.value,
+        "misfire_policy": spec.misfire_policy.value if spec.misfire_policy else None,
+        "catch_up_window_seconds": spec.catch_up_window_seconds,
+        "delivery": spec.delivery.value,
+        "retry": spec.retry.to_dict(),
+        "timeout_seconds": spec.timeout_seconds,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "next_run_at": job.next_run_at,
+        "last_run_at": job.last_run_at,
+        "watermark": job.watermark,
+        "version": job.version,
+    }
+
+
+def _job_from_row(row: sa.RowMapping, tags: dict[str, list[str]]) -> Job:
+    spec = JobSpec(
+        name=row["name"],
+        description=row["description"],
+        schedules=tuple(schedules.schedule_from_dict(item) for item in row["schedules"]),
+        action=actions.action_from_dict(row["action"]),
+        start_at=row["start_at"],
+        end_at=row["end_at"],
+        jitter_seconds=row["jitter_seconds"],
+        overlap_policy=OverlapPolicy(row["overlap_policy"]),
+        misfire_policy=MisfirePolicy(row["misfire_policy"]) if row["misfire_policy"] else None,
+        catch_up_window_seconds=row["catch_up_window_seconds"],
+        delivery=Delivery(row["delivery"]),
+        retry=RetryPolicy.from_dict(row["retry"]),
+        timeout_seconds=row["timeout_seconds"],
+        tags=tuple(tags.get(row["id"], ())),
+    )
+    return Job(
+        id=row["id"],
+        spec=spec,
+        state=JobState(row["state"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        pause_note=row["pause_note"],
+        next_run_at=row["next_run_at"],
+        last_run_at=row["last_run_at"],
+        watermark=row["watermark"],
+        version=row["version"],
+    )
+
+
+def _filter_condition(job_filter: JobFilter) -> sa.ColumnElement[bool]:
+    conditions: list[sa.ColumnElement[bool]] = [sa.true()]
+    if job_filter.states:
+        conditions.append(jobs.c.state.in_([state.value for state in job_filter.states]))
+    if job_filter.tags:
+        wanted = sorted(set(job_filter.tags))
+        tagged_with_all = (
+            sa.select(job_tags.c.job_id)
+            .where(job_tags.c.tag.in_(wanted))
+            .group_by(job_tags.c.job_id)
+            .having(sa.func.count() == len(wanted))
+        )
+        conditions.append(jobs.c.id.in_(tagged_with_all))
+    if job_filter.search:
+        term = job_filter.search.lower()
+        conditions.append(
+            sa.or_(
+                sa.func.lower(jobs.c.name).contains(term, autoescape=True),
+                sa.func.lower(sa.func.coalesce(jobs.c.description, "")).contains(
+                    term, autoescape=True
+                ),
+            )
+        )
+    return sa.and_(*conditions)
+
+
+def _next_run_key() -> sa.ColumnElement[datetime]:
+    return sa.func.coalesce(jobs.c.next_run_at, sa.literal(_NEVER, jobs.c.next_run_at.type))
+
+
+def _order_keys(order: JobOrder) -> list[tuple[sa.ColumnElement[Any], bool]]:
+    if order is JobOrder.CREATED_DESC:
+        return [(jobs.c.created_at, True), (jobs.c.id, True)]
+    if order is JobOrder.NEXT_RUN_ASC:
+        return [(_next_run_key(), False), (jobs.c.id, False)]
+    return [(jobs.c.name, False), (jobs.c.id, False)]
+
+
+def _key_kind(order: JobOrder) -> type:
+    return str if order is JobOrder.NAME_ASC else datetime
+
+
+def _key_values(job: Job, order: JobOrder) -> list[Any]:
+    if order is JobOrder.CREATED_DESC:
+        return [job.created_at, job.id]
+    if order is JobOrder.NEXT_RUN_ASC:
+        return [job.next_run_at or _NEVER, job.id]
+    return [job.spec.name, job.id]

@@ -1,0 +1,138 @@
+"""Turns what a client sent into a valid JobSpec, or every problem with it at once."""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from gql_scheduler.domain import actions, schedules
+from gql_scheduler.domain.errors import ErrorCollector, InvalidInput
+from gql_scheduler.domain.jobs import MAX_NAME_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, JobSpec
+from gql_scheduler.domain.schedules import CronSchedule, IntervalSchedule, OnceSchedule, Schedule
+
+MAX_SCHEDULES = 20
+MAX_DESCRIPTION_LENGTH = 10_000
+MAX_JITTER_SECONDS = 24 * 3600.0
+MAX_PREVIEW_COUNT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalDraft:
+    """An interval as a client sends it: the anchor may be left for the server to fill."""
+
+    every_seconds: float
+    anchor: datetime | None = None
+
+
+ScheduleDraft = CronSchedule | IntervalDraft | OnceSchedule
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPolicy:
+    """What this server allows, which decides some validations."""
+
+    shell_enabled: bool
+    email_enabled: bool
+    handlers: actions.HandlerCatalog
+
+
+def schedule_from_draft(draft: ScheduleDraft, *, now: datetime) -> Schedule:
+    """An interval with no anchor starts now; reading it back shows the real anchor."""
+    if isinstance(draft, IntervalDraft):
+        return IntervalSchedule(draft.every_seconds, draft.anchor or now)
+    return draft
+
+
+def check_schedules(
+    found: ErrorCollector, items: tuple[Schedule, ...], *, now: datetime, path: tuple[str, ...]
+) -> None:
+    if not items:
+        found.add(InvalidInput("give at least one schedule", field=list(path)))
+    if len(items) > MAX_SCHEDULES:
+        found.add(InvalidInput(f"at most {MAX_SCHEDULES} schedules", field=list(path)))
+    for index, schedule in enumerate(items):
+        found.extend(schedules.validate_schedule(schedule, now=now), *path, str(index))
+
+
+def check_spec(
+    spec: JobSpec,
+    *,
+    policy: ServerPolicy,
+    now: datetime,
+    check_schedule_times: bool = True,
+) -> None:
+    """Raise InputErrors naming every problem in `spec`, with paths under `input`."""
+    found = ErrorCollector()
+    _check_name(found, spec.name)
+    if spec.description is not None and len(spec.description) > MAX_DESCRIPTION_LENGTH:
+        found.add(_invalid(f"at most {MAX_DESCRIPTION_LENGTH} characters", "description"))
+    if check_schedule_times:
+        check_schedules(found, spec.schedules, now=now, path=("input", "schedules"))
+    found.extend(
+        actions.validate_action(
+            spec.action,
+            shell_enabled=policy.shell_enabled,
+            email_enabled=policy.email_enabled,
+            handlers=policy.handlers,
+        ),
+        "input",
+        "action",
+    )
+    _check_window(found, spec)
+    _check_durations(found, spec)
+    found.extend(spec.retry.validate(), "input", "retry")
+    _check_tags(found, spec.tags)
+    found.raise_if_any()
+
+
+def _invalid(message: str, *field: str) -> InvalidInput:
+    return InvalidInput(message, field=["input", *field])
+
+
+def _check_name(found: ErrorCollector, name: str) -> None:
+    if not name.strip():
+        found.add(_invalid("must not be empty", "name"))
+    elif len(name) > MAX_NAME_LENGTH:
+        found.add(_invalid(f"at most {MAX_NAME_LENGTH} characters", "name"))
+    elif name != name.strip() or any(unicodedata.category(c)[0] == "C" for c in name):
+        found.add(
+            _invalid("must not start or end with spaces or contain control characters", "name")
+        )
+
+
+def _check_window(found: ErrorCollector, spec: JobSpec) -> None:
+    if spec.start_at is not None and spec.end_at is not None and spec.end_at <= spec.start_at:
+        found.add(_invalid("must be after startAt", "endAt"))
+
+
+def _check_durations(found: ErrorCollector, spec: JobSpec) -> None:
+    if not (math.isfinite(spec.jitter_seconds) and 0 <= spec.jitter_seconds <= MAX_JITTER_SECONDS):
+        found.add(_invalid(f"must be between 0 and {MAX_JITTER_SECONDS:g}", "jitterSeconds"))
+    optional_positive = {
+        "catchUpWindowSeconds": spec.catch_up_window_seconds,
+        "timeoutSeconds": spec.timeout_seconds,
+    }
+    for field_name, value in optional_positive.items():
+        if value is not None and not (math.isfinite(value) and value > 0):
+            found.add(_invalid("must be a positive number of seconds", field_name))
+
+
+def _check_tags(found: ErrorCollector, tags: tuple[str, ...]) -> None:
+    if len(tags) > MAX_TAGS:
+        found.add(_invalid(f"at most {MAX_TAGS} tags", "tags"))
+    for index, tag in enumerate(tags):
+        if not tag.strip() or len(tag) > MAX_TAG_LENGTH or tag != tag.strip():
+            found.add(
+                _invalid(
+                    f"a tag is 1 to {MAX_TAG_LENGTH} characters with no surrounding spaces",
+                    "tags",
+                    str(index),
+                )
+            )
+
+
+def normalize_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """Tags are a set: duplicates collapse, and they read back sorted."""
+    return tuple(sorted(set(tags)))
