@@ -173,3 +173,20 @@ def test_schema_keeps_the_contract() -> None:
         if change.description.split(" ")[0] not in NOT_YET_BUILT
     ]
     assert breaking == []
+
+
+async def test_parsing_and_validation_are_cached(client: GraphQLClient) -> None:
+    from strawberry.extensions.parser_cache import _get_parse_cache
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    from gql_scheduler.api.schema import CACHED_DOCUMENTS
+
+    parse_cache = _get_parse_cache(CACHED_DOCUMENTS)
+    validate_cache = _get_validate_cache(CACHED_DOCUMENTS)
+    query = "{ health { status activeJobs } jobs(first: 3) { totalCount } }"
+    await client.data(query)
+    parsed, validated = parse_cache.cache_info().hits, validate_cache.cache_info().hits
+    for _ in range(3):
+        await client.data(query)
+    assert parse_cache.cache_info().hits == parsed + 3
+    assert validate_cache.cache_info().hits == validated + 3
