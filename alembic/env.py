@@ -44,6 +44,8 @@ def configure_options(dialect_name: str) -> dict[str, object]:
         # SQLite can alter little in place: batch mode rebuilds the table instead.
         "render_as_batch": dialect_name == "sqlite",
         "compare_type": True,
+        # Alembic misreads SQLite's empty-string default ('') as a change: PostgreSQL only.
+        "compare_server_default": dialect_name != "sqlite",
         # SQLite's DDL is transactional too once the driver stops managing transactions,
         # which engine.py arranges: every upgrade is all or nothing on both backends.
         "transactional_ddl": True,

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,9 +18,13 @@ from strawberry.asgi import GraphQL
 
 from gql_scheduler import __version__
 from gql_scheduler.actions.handlers import HandlerRegistry
+from gql_scheduler.actions.runners import ActionRunners
 from gql_scheduler.api.context import Context, ServerInfo
 from gql_scheduler.api.schema import build_schema
 from gql_scheduler.domain.clock import Clock, SystemClock
+from gql_scheduler.execution_service import ExecutionService
+from gql_scheduler.scheduling.dispatcher import Dispatcher, DispatchSettings
+from gql_scheduler.scheduling.engine import Engine, EngineSettings
 from gql_scheduler.service import JobService
 from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
@@ -35,24 +40,81 @@ class Container:
 
     settings: Settings
     database: Database
+    http_client: httpx.AsyncClient
+    runners: ActionRunners
+    engine: Engine
     service: JobService
+    executions: ExecutionService
     server: ServerInfo
+
+    async def aclose(self) -> None:
+        await self.engine.stop()
+        await self.runners.aclose()
+        await self.http_client.aclose()
+        await self.database.dispose()
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    clock = clock or SystemClock()
     database = Database(settings.database_url)
+    handlers = HandlerRegistry.load()
+    http_client = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(30, connect=10))
+    runners = ActionRunners.create(
+        handlers=handlers,
+        http_client=http_client,
+        smtp_url=settings.smtp_url,
+        shell_enabled=settings.enable_shell,
+        http_max_body_bytes=settings.output_limit_bytes,
+    )
+    dispatcher = Dispatcher(
+        database,
+        runners,
+        clock,
+        DispatchSettings(
+            instance=settings.instance_name,
+            lease_seconds=settings.lease_seconds,
+            max_concurrent=settings.max_concurrent_executions,
+            output_limit_bytes=settings.output_limit_bytes,
+        ),
+    )
+    engine = Engine(
+        database,
+        dispatcher,
+        clock,
+        EngineSettings(
+            default_misfire_policy=settings.misfire_policy,
+            lease_seconds=settings.lease_seconds,
+            reconcile_seconds=settings.reconcile_seconds,
+            misfire_grace_seconds=settings.misfire_grace_seconds,
+        ),
+    )
     policy = ServerPolicy(
         shell_enabled=settings.enable_shell,
         email_enabled=settings.smtp_url is not None,
-        handlers=HandlerRegistry.load(),
+        handlers=handlers,
     )
     service = JobService(
-        database, clock or SystemClock(), policy, default_misfire_policy=settings.misfire_policy
+        database,
+        clock,
+        policy,
+        default_misfire_policy=settings.misfire_policy,
+        on_change=engine.job_changed,
     )
     server = ServerInfo(
-        version=__version__, instance=settings.instance_name, scheduler_running=lambda: False
+        version=__version__,
+        instance=settings.instance_name,
+        scheduler_running=lambda: engine.running,
     )
-    return Container(settings=settings, database=database, service=service, server=server)
+    return Container(
+        settings=settings,
+        database=database,
+        http_client=http_client,
+        runners=runners,
+        engine=engine,
+        service=service,
+        executions=ExecutionService(database, clock, dispatcher),
+        server=server,
+    )
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -70,6 +132,7 @@ class GraphQLApp(GraphQL[Context, None]):
             request=request,
             response=response,
             service=self.container.service,
+            executions=self.container.executions,
             server=self.container.server,
         )
 
@@ -84,6 +147,7 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if apply_migrations:
             await migrations.upgrade_async(container.database.engine)
+        await container.engine.start()
         log.info(
             "gql-scheduler started",
             extra={"action": "started", "instance": settings.instance_name},
@@ -91,7 +155,7 @@ def create_app(
         try:
             yield
         finally:
-            await container.database.dispose()
+            await container.aclose()
             log.info("gql-scheduler stopped", extra={"action": "stopped"})
 
     async def healthz(_request: Request) -> Response:

@@ -21,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"gql-scheduler: {error}", file=sys.stderr)
         return 2
+    except StartupError as error:
+        print(f"gql-scheduler: {error}", file=sys.stderr)
+        return 1
     except (OSError, SQLAlchemyError, CommandError) as error:
         # Expected operational failures (database down, unwritable file): one line.
         print(f"gql-scheduler: {_one_line(error)}", file=sys.stderr)
@@ -59,6 +62,8 @@ def _serve(arguments: argparse.Namespace) -> int:
         if value is not None
     }
     settings: Settings = load_settings(**overrides)
+    if arguments.no_migrate:
+        _require_current_schema(settings.database_url)
     configure_logging(settings.log_level.value, settings.log_format.value)
     app = create_app(settings, apply_migrations=not arguments.no_migrate)
     where = "GraphiQL" if settings.graphiql else "GraphQL API"
@@ -91,6 +96,21 @@ def _export_schema(arguments: argparse.Namespace) -> int:
     else:
         arguments.output.write_text(sdl, encoding="utf-8")
     return 0
+
+
+class StartupError(Exception):
+    """The service cannot start as asked."""
+
+
+def _require_current_schema(database_url: str) -> None:
+    from gql_scheduler.store import migrations
+
+    current, head = migrations.current_revision(database_url), migrations.head_revision()
+    if current != head:
+        raise StartupError(
+            f"the database schema is at revision {current or 'none'}, this version needs "
+            f"{head}: run `gql-scheduler migrate` or start without --no-migrate"
+        )
 
 
 def _one_line(error: BaseException) -> str:

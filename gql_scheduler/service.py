@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,11 +26,12 @@ from gql_scheduler.domain.errors import (
 from gql_scheduler.domain.events import JobEventType
 from gql_scheduler.domain.executions import Execution, ExecutionFilter
 from gql_scheduler.domain.jobs import Job, JobFilter, JobOrder, JobSpec, JobState
+from gql_scheduler.domain.pages import Page
 from gql_scheduler.domain.policies import MisfirePolicy
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.events import EventRepository
-from gql_scheduler.store.executions import ExecutionPage, ExecutionRepository
-from gql_scheduler.store.jobs import JobPage, JobRepository
+from gql_scheduler.store.executions import ExecutionRepository
+from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.validation import ScheduleDraft, ServerPolicy
 
 log = logging.getLogger("gql_scheduler.service")
@@ -61,11 +62,14 @@ class JobService:
         policy: ServerPolicy,
         *,
         default_misfire_policy: MisfirePolicy,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
         self.policy = policy
         self.default_misfire_policy = default_misfire_policy
+        # Told each changed job's id after its commit (the engine re-arms its timer).
+        self.on_change = on_change
 
     # ------------------------------------------------------------------ mutations
     async def create_job(
@@ -93,6 +97,7 @@ class JobService:
                 JobEventType.CREATED, job_id=job.id, at=now
             )
         log.info("job created", extra={"action": "job_created", "job_id": job.id})
+        self._changed(job.id)
         return job
 
     async def update_job(
@@ -125,6 +130,7 @@ class JobService:
             await EventRepository(connection).append_job_event(
                 JobEventType.UPDATED, job_id=job.id, at=now
             )
+        self._changed(job.id)
         return job
 
     async def delete_job(self, job_id: str) -> str:
@@ -136,6 +142,7 @@ class JobService:
             await EventRepository(connection).append_job_event(
                 JobEventType.DELETED, job_id=job_id, at=now
             )
+        self._changed(job_id)
         return job_id
 
     async def pause_job(self, job_id: str, note: str | None) -> Job:
@@ -159,6 +166,7 @@ class JobService:
             await EventRepository(connection).append_job_event(
                 JobEventType.PAUSED, job_id=job.id, at=now, payload={"note": note}
             )
+        self._changed(job.id)
         return job
 
     async def resume_job(self, job_id: str) -> Job:
@@ -187,6 +195,7 @@ class JobService:
             await EventRepository(connection).append_job_event(
                 JobEventType.RESUMED, job_id=job.id, at=now
             )
+        self._changed(job.id)
         return job
 
     # ------------------------------------------------------------------ queries
@@ -207,7 +216,7 @@ class JobService:
 
     async def list_jobs(
         self, job_filter: JobFilter, order: JobOrder, *, first: int, after: str | None
-    ) -> JobPage:
+    ) -> Page[Job]:
         _check_page_size(first)
         async with self.database.read() as connection:
             return await JobRepository(connection).list_page(job_filter, order, first, after)
@@ -222,7 +231,7 @@ class JobService:
 
     async def list_executions(
         self, execution_filter: ExecutionFilter, *, first: int, after: str | None
-    ) -> ExecutionPage:
+    ) -> Page[Execution]:
         _check_page_size(first)
         async with self.database.read() as connection:
             return await ExecutionRepository(connection).list_page(execution_filter, first, after)
@@ -266,6 +275,10 @@ class JobService:
         return HealthReport(database=True, active_jobs=active, running_executions=running)
 
     # ------------------------------------------------------------------ helpers
+    def _changed(self, job_id: str) -> None:
+        if self.on_change is not None:
+            self.on_change(job_id)
+
     def _complete_spec(
         self, spec: JobSpec, drafts: Sequence[ScheduleDraft], *, now: datetime
     ) -> JobSpec:

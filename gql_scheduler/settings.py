@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.TEXT
     graphiql: bool = True
     smtp_url: str | None = None
+    # How often each instance compares its timers with the store (the safety net).
+    reconcile_seconds: float = Field(default=10.0, gt=0)
+    # An occurrence nobody claimed this long after its time is a misfire.
+    misfire_grace_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

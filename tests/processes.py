@@ -11,10 +11,11 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -23,6 +24,8 @@ LOCALHOST = "127.0.0.1"
 READY_TIMEOUT = 20.0
 POLL_INTERVAL = 0.1
 STOP_TIMEOUT = 10.0
+
+_T = TypeVar("_T")
 
 
 def free_port() -> int:
@@ -135,3 +138,51 @@ def wait_until_answers(
                     f"{url} did not answer within {timeout} s\n" + started.output()
                 )
             time.sleep(POLL_INTERVAL)
+
+
+def kill_hard(started: RunningProcess, timeout: float = STOP_TIMEOUT) -> None:
+    """kill -9: no shutdown code runs, as when the machine dies; returns once it is reaped."""
+    started.process.kill()
+    started.process.wait(timeout=timeout)
+
+
+def wait_for(
+    probe: Callable[[], _T | None],
+    *,
+    timeout: float,
+    describe: Callable[[], str],
+    alive: Sequence[RunningProcess] = (),
+) -> _T:
+    """Poll `probe` until it returns something truthy, and return that.
+
+    AssertionError with `describe()` once `timeout` passes, or as soon as one of the `alive`
+    processes exits (waiting on a dead server would only burn the timeout).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for started in alive:
+            if started.process.poll() is not None:
+                raise AssertionError(
+                    f"exited with {started.process.returncode} while waiting\n"
+                    + describe()
+                    + "\n"
+                    + started.output()
+                )
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout} s\n" + describe())
+        time.sleep(POLL_INTERVAL)
+
+
+def let_time_pass(seconds: float, *alive: RunningProcess) -> None:
+    """Sleep `seconds` in small steps, failing early if one of `alive` exits meanwhile."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        for started in alive:
+            if started.process.poll() is not None:
+                raise AssertionError(
+                    f"exited with {started.process.returncode}\n" + started.output()
+                )
+        time.sleep(min(POLL_INTERVAL, left))

@@ -64,7 +64,9 @@ async def connect(url: str) -> AsyncIterator[AsyncConnection]:
 
 
 def _compare(connection: sa.Connection, metadata: sa.MetaData) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    # As alembic/env.py: Alembic misreads SQLite's empty-string default as a change.
+    options = {"compare_type": True, "compare_server_default": connection.dialect.name != "sqlite"}
+    context = MigrationContext.configure(connection, opts=options)
     return compare_metadata(context, metadata)
 
 
@@ -83,6 +85,10 @@ async def application_tables(url: str) -> set[str]:
     async with connect(url) as connection:
         names = await connection.run_sync(lambda sync: sa.inspect(sync).get_table_names())
     return set(names) - {"alembic_version"}
+
+
+def is_postgresql(url: str) -> bool:
+    return sa.engine.make_url(url).get_backend_name() == "postgresql"
 
 
 def models_copy() -> sa.MetaData:
@@ -156,10 +162,11 @@ async def test_drift_check_reports_a_changed_model(migrated_url: str) -> None:
     executions.indexes.discard(next(i for i in executions.indexes if i.name == OCCURRENCE_INDEX))
     (tag_fk,) = changed.tables["job_tags"].foreign_key_constraints
     tag_fk.ondelete = "SET NULL"
+    executions.c.cancel_requested.server_default = sa.DefaultClause(sa.true())
 
     kinds = diff_kinds(await schema_diff(migrated_url, changed))
 
-    assert kinds == {
+    expected = {
         "add_column",
         "modify_nullable",
         "modify_type",
@@ -167,6 +174,9 @@ async def test_drift_check_reports_a_changed_model(migrated_url: str) -> None:
         "remove_fk",
         "add_fk",
     }
+    if is_postgresql(migrated_url):
+        expected.add("modify_default")  # not compared on SQLite, see _compare()
+    assert kinds == expected
 
 
 async def _index_definitions(connection: AsyncConnection, names: list[str]) -> dict[str, str]:
@@ -177,7 +187,7 @@ async def _index_definitions(connection: AsyncConnection, names: list[str]) -> d
         query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN :names"
         statement = sa.text(query).bindparams(sa.bindparam("names", expanding=True))
         result = await connection.execute(statement, {"names": names})
-    return {name: definition for name, definition in result}
+    return dict(result.all())
 
 
 @both_backends
@@ -384,7 +394,7 @@ def test_alembic_offline_mode_writes_the_sql(url: str) -> None:
 
     sql = _run([sys.executable, "-m", "alembic", "upgrade", "head", "--sql"], cwd=ROOT, env=env)
 
-    assert sql.count("CREATE TABLE") == 5  # four tables and alembic_version
+    assert sql.count("CREATE TABLE") == len(tables.metadata.tables) + 1  # and alembic_version
     assert "CREATE UNIQUE INDEX uq_executions_occurrence" in sql
     assert "WHERE \"trigger\" IN ('SCHEDULE', 'CATCH_UP', 'BACKFILL')" in sql
     assert "BEGIN;" in sql
@@ -415,6 +425,7 @@ def test_scripts_are_found_in_an_installed_package(tmp_path: Path) -> None:
 
 @both_backends
 async def test_concurrent_upgrades_in_threads_both_succeed(empty_database_url: str) -> None:
+    # Alembic's module-level proxies make one process run one command at a time.
     upgrades = [asyncio.to_thread(migrations.upgrade, empty_database_url) for _ in range(2)]
 
     await asyncio.wait_for(asyncio.gather(*upgrades), timeout=45)
@@ -432,7 +443,10 @@ _UPGRADE_ON_GO = (
 
 @both_backends
 def test_concurrent_upgrades_in_processes_both_succeed(empty_database_url: str) -> None:
-    # Two servers starting at once: only the database lock stands between them.
+    # Two servers starting at once: only the database lock stands between them. The database
+    # exists beforehand: engine.py's PRAGMA journal_mode=WAL can fail with "database is
+    # locked" when two processes open a brand-new SQLite file at once (not a migration issue).
+    assert asyncio.run(application_tables(empty_database_url)) == set()
     command = [sys.executable, "-c", _UPGRADE_ON_GO, empty_database_url]
     processes = [
         subprocess.Popen(
@@ -456,7 +470,7 @@ def test_concurrent_upgrades_in_processes_both_succeed(empty_database_url: str) 
             process.kill()
             process.wait()
 
-    assert [process.returncode for process in processes] == [0, 0], errors
+    assert [process.returncode for process in processes] == [0, 0], [e[-3000:] for e in errors]
     assert migrations.current_revision(empty_database_url) == "0001"
     assert asyncio.run(schema_diff(empty_database_url)) == []
 
@@ -469,7 +483,8 @@ async def _wait_for_advisory_lock_waiter(connection: AsyncConnection) -> None:
     key = migrations.MIGRATION_LOCK_KEY
     params = {"high": key >> 32, "low": key & 0xFFFFFFFF}
     async with asyncio.timeout(20):
-        while not await connection.scalar(query, params):
+        # Polling the server's state: there is no event to await.
+        while not await connection.scalar(query, params):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
@@ -477,7 +492,9 @@ async def _wait_for_advisory_lock_waiter(connection: AsyncConnection) -> None:
 async def test_upgrade_waits_for_the_migration_lock(empty_database_url: str) -> None:
     async with connect(empty_database_url) as holder, connect(empty_database_url) as observer:
         await holder.begin()
-        await holder.execute(sa.select(sa.func.pg_advisory_xact_lock(migrations.MIGRATION_LOCK_KEY)))
+        await holder.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(migrations.MIGRATION_LOCK_KEY))
+        )
         upgrade = asyncio.ensure_future(asyncio.to_thread(migrations.upgrade, empty_database_url))
 
         await _wait_for_advisory_lock_waiter(observer)

@@ -1,4 +1,4 @@
-"""initial schema: jobs, job tags, executions, events
+"""initial schema: jobs, job tags, executions and their output, events
 
 Revision ID: 0001
 Revises:
@@ -34,12 +34,14 @@ def upgrade() -> None:
     create_jobs()
     create_job_tags()
     create_executions()
+    create_execution_output()
     create_events()
 
 
 def downgrade() -> None:
     # Indexes go with their tables; referencing tables first.
     op.drop_table("events")
+    op.drop_table("execution_output")
     op.drop_table("executions")
     op.drop_table("job_tags")
     op.drop_table("jobs")
@@ -110,6 +112,9 @@ def create_executions() -> None:
         sa.Column("instance", sa.String(200), nullable=True),
         sa.Column("retry_of_id", BIG_ID, nullable=True),
         sa.Column("lease_until", UTC_TIMESTAMP, nullable=True),
+        sa.Column("idempotency_key", sa.String(200), nullable=False, server_default=""),
+        sa.Column("run_after", UTC_TIMESTAMP, nullable=True),
+        sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.ForeignKeyConstraint(
             ["retry_of_id"],
             ["executions.id"],
@@ -120,6 +125,8 @@ def create_executions() -> None:
     )
     op.create_index("ix_executions_job_id_id", "executions", ["job_id", "id"])
     op.create_index("ix_executions_status_lease_until", "executions", ["status", "lease_until"])
+    op.create_index("ix_executions_job_id_status", "executions", ["job_id", "status"])
+    op.create_index("ix_executions_status_run_after", "executions", ["status", "run_after"])
     # Invariant 2: one execution per schedule occurrence. Partial, so that manual runs and
     # retries of the same instant are never refused.
     op.create_index(
@@ -129,6 +136,24 @@ def create_executions() -> None:
         unique=True,
         sqlite_where=sa.text(OCCURRENCE_WHERE),
         postgresql_where=sa.text(OCCURRENCE_WHERE),
+    )
+
+
+def create_execution_output() -> None:
+    op.create_table(
+        "execution_output",
+        sa.Column("execution_id", BIG_ID, nullable=False),
+        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("stream", sa.String(8), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("at", UTC_TIMESTAMP, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["execution_id"],
+            ["executions.id"],
+            name="fk_execution_output_execution_id_executions",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("execution_id", "seq", name="pk_execution_output"),
     )
 
 

@@ -14,6 +14,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from gql_scheduler.domain.executions import Execution
 from gql_scheduler.domain.jobs import Job
+from gql_scheduler.execution_service import ExecutionService
 from gql_scheduler.service import JobService
 
 
@@ -52,6 +53,7 @@ class Context:
     request: Request | WebSocket
     response: Response | WebSocket | None
     service: JobService
+    executions: ExecutionService
     server: ServerInfo
     loaders: Loaders = field(init=False)
 

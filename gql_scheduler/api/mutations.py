@@ -12,8 +12,8 @@ from gql_scheduler.api.context import Info
 from gql_scheduler.api.errors import collect_user_errors
 from gql_scheduler.api.nodes import Execution, Job
 from gql_scheduler.api.types import UserError
+from gql_scheduler.domain import executions as domain_executions
 from gql_scheduler.domain import jobs as domain_jobs
-from gql_scheduler.domain.errors import Disabled
 
 
 @strawberry.type
@@ -37,14 +37,17 @@ class ExecutionPayload:
     execution: Execution | None
     errors: list[UserError]
 
+    @classmethod
+    def of(
+        cls, execution: domain_executions.Execution | None, errors: list[UserError]
+    ) -> ExecutionPayload:
+        return cls(execution=Execution(domain=execution) if execution else None, errors=errors)
+
 
 @strawberry.type
 class BackfillPayload:
     executions: list[Execution]
     errors: list[UserError]
-
-
-_NO_ENGINE = Disabled("this server does not run executions yet (the engine is not enabled)")
 
 
 @strawberry.type
@@ -98,26 +101,47 @@ class Mutation:
             "Run now, outside the schedule. The overlap policy still applies unless force is true."
         )
     )
-    def trigger_job(self, id: strawberry.ID, force: bool | None = False) -> ExecutionPayload:
-        return ExecutionPayload(execution=None, errors=[UserError.from_domain(_NO_ENGINE)])
+    async def trigger_job(
+        self, info: Info, id: strawberry.ID, force: bool | None = False
+    ) -> ExecutionPayload:
+        executions = info.context.executions
+        return ExecutionPayload.of(
+            *await collect_user_errors(executions.trigger_job(str(id), force=bool(force)))
+        )
 
-    @strawberry.mutation
-    def cancel_execution(self, id: strawberry.ID) -> ExecutionPayload:
-        return ExecutionPayload(execution=None, errors=[UserError.from_domain(_NO_ENGINE)])
+    @strawberry.mutation(
+        description=(
+            "A queued run is cancelled at once; a running one is stopped by the instance "
+            "running it (the reply may still say RUNNING when that is another instance)."
+        )
+    )
+    async def cancel_execution(self, info: Info, id: strawberry.ID) -> ExecutionPayload:
+        executions = info.context.executions
+        return ExecutionPayload.of(*await collect_user_errors(executions.cancel_execution(str(id))))
 
-    @strawberry.mutation
-    def retry_execution(self, id: strawberry.ID) -> ExecutionPayload:
-        return ExecutionPayload(execution=None, errors=[UserError.from_domain(_NO_ENGINE)])
+    @strawberry.mutation(
+        description="Run a failed, timed out, cancelled, skipped or missed execution again, now."
+    )
+    async def retry_execution(self, info: Info, id: strawberry.ID) -> ExecutionPayload:
+        executions = info.context.executions
+        return ExecutionPayload.of(*await collect_user_errors(executions.retry_execution(str(id))))
 
     @strawberry.mutation(
         description=(
             "Create the runs the schedules would have made between from and to (at most 1000)."
+            " The window is [from, to); occurrences that already have a run are left alone."
         )
     )
-    def backfill_job(
+    async def backfill_job(
         self,
+        info: Info,
         id: strawberry.ID,
         from_: Annotated[datetime, strawberry.argument(name="from")],
         to: datetime,
     ) -> BackfillPayload:
-        return BackfillPayload(executions=[], errors=[UserError.from_domain(_NO_ENGINE)])
+        created, errors = await collect_user_errors(
+            info.context.executions.backfill_job(str(id), from_, to)
+        )
+        return BackfillPayload(
+            executions=[Execution(domain=item) for item in created or []], errors=errors
+        )

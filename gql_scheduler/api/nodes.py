@@ -21,8 +21,8 @@ from gql_scheduler.domain import executions as domain_executions
 from gql_scheduler.domain import jobs as domain_jobs
 from gql_scheduler.domain.executions import ExecutionFilter, ExecutionStatus, ExecutionTrigger
 from gql_scheduler.domain.jobs import JobState
+from gql_scheduler.domain.pages import Page
 from gql_scheduler.domain.policies import Delivery, MisfirePolicy, OverlapPolicy
-from gql_scheduler.store.executions import ExecutionPage
 
 
 @strawberry.type
@@ -141,9 +141,14 @@ class Job:
             )
         return ExecutionConnection.from_page(page, has_previous=after is not None)
 
-    @strawberry.field
-    def stats(self, since: datetime | None = None) -> JobStats:
-        return JobStats.empty()
+    @strawberry.field(
+        description=(
+            "Over executions scheduled since `since` (default: all). failed counts FAILED and "
+            "TIMED_OUT; successRate is succeeded / (succeeded + failed)."
+        )
+    )
+    async def stats(self, info: Info, since: datetime | None = None) -> JobStats:
+        return JobStats.from_row(await info.context.executions.stats(self.domain.id, since))
 
 
 @strawberry.type
@@ -249,10 +254,12 @@ class ExecutionConnection:
     total_count: int
 
     @classmethod
-    def from_page(cls, page: ExecutionPage, *, has_previous: bool) -> ExecutionConnection:
+    def from_page(
+        cls, page: Page[domain_executions.Execution], *, has_previous: bool
+    ) -> ExecutionConnection:
         edges = [
             ExecutionEdge(cursor=cursor, node=Execution(domain=execution))
-            for execution, cursor in zip(page.executions, page.cursors, strict=True)
+            for execution, cursor in zip(page.items, page.cursors, strict=True)
         ]
         return cls(
             edges=edges,

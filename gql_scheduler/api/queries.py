@@ -45,7 +45,7 @@ class Query:
             )
         edges = [
             JobEdge(cursor=cursor, node=Job(domain=job))
-            for job, cursor in zip(page.jobs, page.cursors, strict=True)
+            for job, cursor in zip(page.items, page.cursors, strict=True)
         ]
         page_info = PageInfo.from_cursors(
             page.cursors, has_next=page.has_next_page, has_previous=after is not None

@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from gql_scheduler.api import enums  # noqa: F401  (registers the enums with Strawberry)
 from gql_scheduler.domain import actions, schedules
 from gql_scheduler.domain.errors import ErrorCode, UserInputError
+from gql_scheduler.domain.executions import ExecutionStats
 from gql_scheduler.domain.policies import RetryPolicy as DomainRetryPolicy
 
 if TYPE_CHECKING:
@@ -190,18 +191,19 @@ class JobStats:
     last_failure_at: datetime | None
 
     @classmethod
-    def empty(cls) -> JobStats:
+    def from_row(cls, row: ExecutionStats) -> JobStats:
+        decided = row.succeeded + row.failed
         return cls(
-            total=0,
-            succeeded=0,
-            failed=0,
-            success_rate=None,
-            avg_duration_ms=None,
-            p95_duration_ms=None,
-            avg_drift_ms=None,
-            p95_drift_ms=None,
-            last_success_at=None,
-            last_failure_at=None,
+            total=row.total,
+            succeeded=row.succeeded,
+            failed=row.failed,
+            success_rate=row.succeeded / decided if decided else None,
+            avg_duration_ms=row.avg_duration_ms,
+            p95_duration_ms=row.p95_duration_ms,
+            avg_drift_ms=row.avg_drift_ms,
+            p95_drift_ms=row.p95_drift_ms,
+            last_success_at=row.last_success_at,
+            last_failure_at=row.last_failure_at,
         )
 
 

@@ -56,6 +56,9 @@ class Execution:
     instance: str | None = None
     retry_of_id: str | None = None
     lease_until: datetime | None = None
+    idempotency_key: str = ""
+    run_after: datetime | None = None
+    cancel_requested: bool = False
 
     @property
     def drift_ms(self) -> float | None:
@@ -77,3 +80,16 @@ class ExecutionFilter:
     triggers: tuple[ExecutionTrigger, ...] | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStats:
+    total: int
+    succeeded: int
+    failed: int
+    avg_duration_ms: float | None
+    p95_duration_ms: float | None
+    avg_drift_ms: float | None
+    p95_drift_ms: float | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-_WRITE_OPTION = "gql_scheduler_write"
+WRITE_OPTION = "gql_scheduler_write"
 
 
 class Database:
@@ -36,7 +38,7 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that will write: committed on exit, rolled back on error."""
         async with self.engine.connect() as connection:
-            connection = await connection.execution_options(**{_WRITE_OPTION: True})
+            connection = await connection.execution_options(**{WRITE_OPTION: True})
             async with connection.begin():
                 yield connection
 
@@ -63,8 +65,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # between DEFERRED and IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -73,5 +75,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: sa.Connection) -> None:
         # A writer takes the write lock up front: a deferred transaction that upgrades from
         # read to write fails at once with SQLITE_BUSY instead of waiting on busy_timeout.
-        writes = connection.get_execution_options().get(_WRITE_OPTION, False)
+        writes = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. SQLite does not call the busy handler for this pragma,
+    so two processes opening a new file at once may see "database is locked": retry."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)  # in the driver's own thread, not on the event loop

@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gql_scheduler.domain.events import EventKind, JobEvent, JobEventType
+from gql_scheduler.domain.events import EventKind, ExecutionEventType, JobEvent, JobEventType
+from gql_scheduler.domain.executions import Execution
 from gql_scheduler.store.tables import events
 
 
@@ -40,6 +41,23 @@ class EventRepository:
         )
         event_id = result.scalar_one()
         return JobEvent(id=str(event_id), type=event_type, at=at, job_id=job_id, actor=actor)
+
+    async def append_execution_event(
+        self, event_type: ExecutionEventType, execution: Execution, *, at: datetime
+    ) -> int:
+        result = await self.connection.execute(
+            events.insert()
+            .values(
+                kind=EventKind.EXECUTION.value,
+                type=event_type.value,
+                at=at,
+                job_id=execution.job_id,
+                execution_id=int(execution.id),
+                payload={"status": execution.status.value, "attempt": execution.attempt},
+            )
+            .returning(events.c.id)
+        )
+        return int(result.scalar_one())
 
     async def job_events_after(
         self, after_id: int, *, job_id: str | None = None, limit: int = 1000

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,19 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gql_scheduler.domain.executions import (
     Execution,
     ExecutionFilter,
+    ExecutionStats,
     ExecutionStatus,
     ExecutionTrigger,
 )
+from gql_scheduler.domain.pages import Page
 from gql_scheduler.store import pagination
 from gql_scheduler.store.tables import executions
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionPage:
-    executions: list[Execution]
-    cursors: list[str]
-    has_next_page: bool
-    total_count: int
 
 
 class ExecutionRepository:
@@ -53,7 +49,7 @@ class ExecutionRepository:
 
     async def list_page(
         self, execution_filter: ExecutionFilter, first: int, after: str | None
-    ) -> ExecutionPage:
+    ) -> Page[Execution]:
         """Newest first."""
         condition = _filter_condition(execution_filter)
         query = executions.select().where(condition)
@@ -67,7 +63,7 @@ class ExecutionRepository:
         )
         page = [execution_from_row(row) for row in rows[:first]]
         cursors = [pagination.encode_cursor([int(item.id)]) for item in page]
-        return ExecutionPage(page, cursors, len(rows) > first, int(total or 0))
+        return Page(page, cursors, len(rows) > first, int(total or 0))
 
     async def count_running(self) -> int:
         query = sa.select(sa.func.count()).where(
@@ -108,4 +104,86 @@ def execution_from_row(row: sa.RowMapping) -> Execution:
         instance=row["instance"],
         retry_of_id=str(row["retry_of_id"]) if row["retry_of_id"] is not None else None,
         lease_until=row["lease_until"],
+        idempotency_key=row["idempotency_key"],
+        run_after=row["run_after"],
+        cancel_requested=bool(row["cancel_requested"]),
     )
+
+
+_FAILURES = (ExecutionStatus.FAILED.value, ExecutionStatus.TIMED_OUT.value)
+
+
+def _millis_between(
+    dialect: str, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]
+) -> sa.ColumnElement[float]:
+    if dialect == "postgresql":
+        return sa.type_coerce(sa.extract("epoch", end - start), sa.Float) * 1000.0
+    # SQLite keeps instants as text; julianday() reads them with sub-millisecond precision.
+    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86_400_000.0
+
+
+async def job_stats(
+    connection: AsyncConnection, job_id: str, since: datetime | None
+) -> ExecutionStats:
+    """Counts, success and the avg/p95 of duration and drift, all computed in SQL."""
+    scope = [executions.c.job_id == job_id]
+    if since is not None:
+        scope.append(executions.c.scheduled_for >= since)
+    dialect = connection.dialect.name
+    duration = _millis_between(dialect, executions.c.started_at, executions.c.finished_at)
+    drift = _millis_between(dialect, executions.c.scheduled_for, executions.c.started_at)
+    status = executions.c.status
+    succeeded = status == ExecutionStatus.SUCCEEDED.value
+    failed = status.in_(_FAILURES)
+    row = (
+        await connection.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count().filter(succeeded),
+                sa.func.count().filter(failed),
+                sa.func.avg(duration).filter(executions.c.finished_at.is_not(None)),
+                sa.func.avg(drift).filter(executions.c.started_at.is_not(None)),
+                sa.func.max(executions.c.finished_at).filter(succeeded),
+                sa.func.max(executions.c.finished_at).filter(failed),
+            ).where(*scope)
+        )
+    ).one()
+    finished = sa.and_(
+        *scope, executions.c.finished_at.is_not(None), executions.c.started_at.is_not(None)
+    )
+    started = sa.and_(*scope, executions.c.started_at.is_not(None))
+    return ExecutionStats(
+        total=int(row[0]),
+        succeeded=int(row[1]),
+        failed=int(row[2]),
+        avg_duration_ms=_float(row[3]),
+        p95_duration_ms=await _p95(connection, duration, finished),
+        avg_drift_ms=_float(row[4]),
+        p95_drift_ms=await _p95(connection, drift, started),
+        last_success_at=_aware(row[5]),
+        last_failure_at=_aware(row[6]),
+    )
+
+
+async def _p95(
+    connection: AsyncConnection, value: sa.ColumnElement[float], where: sa.ColumnElement[bool]
+) -> float | None:
+    """Nearest-rank 95th percentile, portable: count, then read the row at that rank."""
+    count = int(await connection.scalar(sa.select(sa.func.count()).where(where)) or 0)
+    if count == 0:
+        return None
+    rank = math.ceil(0.95 * count) - 1
+    query = sa.select(value).where(where).order_by(value).offset(rank).limit(1)
+    return _float(await connection.scalar(query))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _aware(value: Any) -> datetime | None:
+    """Aggregates bypass the column type, so SQLite hands back text or naive values."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,20 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gql_scheduler.domain import actions, schedules
 from gql_scheduler.domain.errors import NameTaken
 from gql_scheduler.domain.jobs import Job, JobFilter, JobOrder, JobSpec, JobState
+from gql_scheduler.domain.pages import Page
 from gql_scheduler.domain.policies import Delivery, MisfirePolicy, OverlapPolicy, RetryPolicy
 from gql_scheduler.store import pagination
 from gql_scheduler.store.tables import job_tags, jobs
 
 # Sorts jobs that will never run after every job that will.
 _NEVER = datetime(9999, 12, 31, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    jobs: list[Job]
-    cursors: list[str]
-    has_next_page: bool
-    total_count: int
 
 
 class JobRepository:
@@ -85,7 +77,7 @@ class JobRepository:
 
     async def list_page(
         self, job_filter: JobFilter, order: JobOrder, first: int, after: str | None
-    ) -> JobPage:
+    ) -> Page[Job]:
         keys = _order_keys(order)
         condition = _filter_condition(job_filter)
         query = jobs.select().where(condition)
@@ -104,7 +96,69 @@ class JobRepository:
         tags = await self._tags_of([row["id"] for row in rows])
         page = [_job_from_row(row, tags) for row in rows]
         cursors = [pagination.encode_cursor(_key_values(job, order)) for job in page]
-        return JobPage(page, cursors, has_next_page, int(total or 0))
+        return Page(page, cursors, has_next_page, int(total or 0))
+
+    async def list_active(self) -> list[Job]:
+        rows = (
+            (await self.connection.execute(jobs.select().where(jobs.c.state == "ACTIVE")))
+            .mappings()
+            .all()
+        )
+        tags = await self._tags_of([row["id"] for row in rows])
+        return [_job_from_row(row, tags) for row in rows]
+
+    async def states_of(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        if not job_ids:
+            return {}
+        query = sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(set(job_ids)))
+        return {row.id: JobState(row.state) for row in (await self.connection.execute(query))}
+
+    async def versions(self) -> dict[str, tuple[JobState, int]]:
+        """Every job's state and version: what the reconcile loop compares with its timers."""
+        query = sa.select(jobs.c.id, jobs.c.state, jobs.c.version)
+        return {
+            row.id: (JobState(row.state), row.version)
+            for row in (await self.connection.execute(query)).all()
+        }
+
+    async def record_fired(
+        self, job_id: str, *, scheduled_for: datetime, next_run_at: datetime | None
+    ) -> None:
+        """Advance the watermark (never backwards: invariant 5) and the next run."""
+        await self.connection.execute(
+            jobs.update()
+            .where(
+                jobs.c.id == job_id,
+                sa.or_(jobs.c.watermark.is_(None), jobs.c.watermark < scheduled_for),
+            )
+            .values(watermark=scheduled_for, next_run_at=next_run_at)
+        )
+
+    async def record_started(self, job_id: str, *, at: datetime) -> None:
+        await self.connection.execute(
+            jobs.update().where(jobs.c.id == job_id).values(last_run_at=at)
+        )
+
+    async def complete(self, job_id: str, *, now: datetime) -> bool:
+        """ACTIVE -> COMPLETED once no run is left; False when it was not active."""
+        result = await self.connection.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.state == JobState.ACTIVE.value)
+            .values(
+                state=JobState.COMPLETED.value,
+                next_run_at=None,
+                updated_at=now,
+                version=jobs.c.version + 1,
+            )
+        )
+        return result.rowcount > 0
+
+    async def lagging(self, *, before: datetime) -> list[str]:
+        """Active jobs whose next run is long past: nobody fired it (the reconcile net)."""
+        query = sa.select(jobs.c.id).where(
+            jobs.c.state == JobState.ACTIVE.value, jobs.c.next_run_at < before
+        )
+        return list((await self.connection.scalars(query)).all())
 
     async def count_in_state(self, state: JobState) -> int:
         count = await self.connection.scalar(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -37,6 +37,7 @@ _CHECKOUT_SCRIPTS = Path(__file__).resolve().parents[2] / "alembic"
 # commands at once in one process corrupt each other's state. Between processes, the
 # database lock of exclusive() decides; within one, this lock.
 _COMMAND_LOCK = threading.Lock()
+_COMMAND_LOCK_POLL_SECONDS = 0.05
 
 _T = TypeVar("_T")
 _Command = Callable[[Config, str], None]
@@ -87,6 +88,7 @@ def _escape(value: str) -> str:
 
 
 def head_revision() -> str | None:
+    """The newest revision of the scripts: the one a current database is at."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -137,17 +139,27 @@ async def _with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[_T]]) -
 async def _run(engine: AsyncEngine, operation: _Command, revision: str) -> None:
     # Not engine.begin(): env.py must see the connection outside a transaction, to switch
     # SQLite's foreign keys off and to begin (and commit) the migration's own transaction.
-    async with engine.connect() as connection:
+    async with _alembic_turn(), engine.connect() as connection:
         await connection.run_sync(_run_command, operation, revision)
+
+
+@asynccontextmanager
+async def _alembic_turn() -> AsyncIterator[None]:
+    # Polled, never blocking: the holder may be another task of this very loop (a command
+    # yields to the loop at every query), and a waiter cancelled mid-acquire must not leak it.
+    # No asyncio.Event: the holder may be running another thread's loop.
+    while not _COMMAND_LOCK.acquire(blocking=False):  # noqa: ASYNC110
+        await asyncio.sleep(_COMMAND_LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        _COMMAND_LOCK.release()
 
 
 def _run_command(connection: sa.Connection, operation: _Command, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    # Blocks the event loop while another thread migrates: only ever at start-up, and the
-    # caller could not go on before the schema is ready anyway.
-    with _COMMAND_LOCK:
-        operation(config, revision)
+    operation(config, revision)
 
 
 @contextmanager
@@ -181,7 +193,7 @@ def _sqlite_exclusive(
 ) -> Iterator[None]:
     # BEGIN IMMEDIATE (engine.py's write option) takes SQLite's write lock up front, so a
     # second migrator waits on busy_timeout rather than failing at its first write.
-    connection.execution_options(**{store_engine._WRITE_OPTION: True})
+    connection.execution_options(**{store_engine.WRITE_OPTION: True})
     # Batch mode rebuilds a table by copying it and dropping the original; with foreign
     # keys on, that DROP cascades to the rows referencing it. SQLite ignores this pragma
     # inside a transaction, so it is set around it, and checked before the commit instead.

@@ -79,8 +79,32 @@ executions = sa.Table(
         "retry_of_id", BigId, sa.ForeignKey("executions.id", ondelete="SET NULL"), nullable=True
     ),
     sa.Column("lease_until", UTCDateTime),
+    # The same for every attempt at one occurrence (sent as the HTTP Idempotency-Key).
+    sa.Column("idempotency_key", sa.String(200), nullable=False, server_default=""),
+    # A QUEUED execution does not start before this (retry backoff).
+    sa.Column("run_after", UTCDateTime),
+    # Set by cancelExecution; the owning instance sees it when it renews the lease.
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_executions_job_id_id", "job_id", "id"),
     sa.Index("ix_executions_status_lease_until", "status", "lease_until"),
+    sa.Index("ix_executions_job_id_status", "job_id", "status"),
+    sa.Index("ix_executions_status_run_after", "status", "run_after"),
+)
+
+# Output of an execution in the chunks it was produced in (live output replays these).
+execution_output = sa.Table(
+    "execution_output",
+    metadata,
+    sa.Column(
+        "execution_id",
+        BigId,
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("stream", sa.String(8), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
 )
 
 # Invariant 2: one execution per schedule occurrence, claimed by INSERT ... ON CONFLICT.

@@ -1,0 +1,179 @@
+"""Use cases on executions: run now, cancel, retry, backfill, and history statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+
+from gql_scheduler.domain import schedules
+from gql_scheduler.domain.clock import Clock
+from gql_scheduler.domain.errors import Conflict, InvalidInput, NotFound
+from gql_scheduler.domain.events import ExecutionEventType
+from gql_scheduler.domain.executions import (
+    Execution,
+    ExecutionStats,
+    ExecutionStatus,
+    ExecutionTrigger,
+)
+from gql_scheduler.domain.jobs import Job
+from gql_scheduler.scheduling.dispatcher import Dispatcher
+from gql_scheduler.scheduling.finishes import retry_of
+from gql_scheduler.scheduling.occurrences import occurrence_key
+from gql_scheduler.store.engine import Database
+from gql_scheduler.store.executions import job_stats
+from gql_scheduler.store.jobs import JobRepository
+from gql_scheduler.store.transitions import NewExecution, TransitionRepository
+
+MAX_BACKFILL = 1000
+CANCELLED_BY_REQUEST = "cancelled by request"
+# How long a mutation waits to report the state its run reached (started, skipped...).
+SETTLE_SECONDS = 2.0
+_RETRYABLE = frozenset(
+    {
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMED_OUT,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.SKIPPED,
+        ExecutionStatus.MISSED,
+    }
+)
+
+
+class ExecutionService:
+    def __init__(self, database: Database, clock: Clock, dispatcher: Dispatcher) -> None:
+        self.database = database
+        self.clock = clock
+        self.dispatcher = dispatcher
+
+    async def trigger_job(self, job_id: str, *, force: bool) -> Execution:
+        now = self.clock.now()
+        async with self.database.write() as connection:
+            job = await _require_job(JobRepository(connection), job_id)
+            new = NewExecution(
+                job_id=job.id,
+                trigger=ExecutionTrigger.MANUAL,
+                scheduled_for=now,
+                idempotency_key=f"{job.id}:manual:{uuid.uuid4()}",
+            )
+            execution = await TransitionRepository(connection).insert(new, now=now)
+        assert execution is not None  # manual runs are never deduplicated
+        self.dispatcher.submit(execution.id, force=force)
+        return await self._settled(execution)
+
+    async def cancel_execution(self, execution_id: str) -> Execution:
+        now = self.clock.now()
+        async with self.database.write() as connection:
+            transitions = TransitionRepository(connection)
+            execution = await _require_execution(transitions, execution_id)
+            if execution.status.is_terminal:
+                raise Conflict(
+                    f"the execution has already ended ({execution.status})", field=["id"]
+                )
+            if execution.status is ExecutionStatus.QUEUED:
+                ended = await transitions.end_queued(
+                    execution_id, ExecutionStatus.CANCELLED, now=now, error=CANCELLED_BY_REQUEST
+                )
+                if ended is not None:
+                    return ended
+            await transitions.request_cancel(execution_id)
+        # Ours: stop it now. Another instance's: it sees the request at its next lease renewal.
+        await self.dispatcher.cancel_local([execution_id], CANCELLED_BY_REQUEST)
+        return await self._current(execution_id)
+
+    async def retry_execution(self, execution_id: str) -> Execution:
+        now = self.clock.now()
+        async with self.database.write() as connection:
+            transitions = TransitionRepository(connection)
+            execution = await _require_execution(transitions, execution_id)
+            if execution.status not in _RETRYABLE:
+                raise Conflict(
+                    f"only a failed, timed out, cancelled, skipped or missed execution can be "
+                    f"retried; this one is {execution.status}",
+                    field=["id"],
+                )
+            await _require_job(JobRepository(connection), execution.job_id)
+            retry = await transitions.insert(
+                retry_of(execution, run_after=now), now=now, event=ExecutionEventType.QUEUED
+            )
+        assert retry is not None
+        self.dispatcher.submit(retry.id, force=True)
+        return await self._settled(retry)
+
+    async def backfill_job(self, job_id: str, start: datetime, end: datetime) -> list[Execution]:
+        """Runs for the occurrences in [start, end) that have none yet, oldest first."""
+        now = self.clock.now()
+        if end <= start:
+            raise InvalidInput("must be after from", field=["to"])
+        if end > now:
+            raise InvalidInput("must not be in the future", field=["to"])
+        created: list[Execution] = []
+        async with self.database.write() as connection:
+            job = await _require_job(JobRepository(connection), job_id)
+            transitions = TransitionRepository(connection)
+            for at in _occurrences_between(job, start, end):
+                new = NewExecution(
+                    job_id=job.id,
+                    trigger=ExecutionTrigger.BACKFILL,
+                    scheduled_for=at,
+                    idempotency_key=occurrence_key(job.id, at),
+                )
+                execution = await transitions.insert(new, now=now)
+                if execution is not None:
+                    created.append(execution)
+        if created:
+            self.dispatcher.submit(created[0].id)  # the rest follow it, one at a time
+        return created
+
+    async def stats(self, job_id: str, since: datetime | None) -> ExecutionStats:
+        async with self.database.read() as connection:
+            return await job_stats(connection, job_id, since)
+
+    async def _settled(self, execution: Execution) -> Execution:
+        """The execution once its start was decided (bounded wait), for the mutation's reply."""
+        try:
+            async with asyncio.timeout(SETTLE_SECONDS):
+                await self.dispatcher.wait_started(execution.id)
+        except TimeoutError:
+            pass  # still queued (all slots busy): the reply says QUEUED
+        return await self._current(execution.id)
+
+    async def _current(self, execution_id: str) -> Execution:
+        async with self.database.read() as connection:
+            execution = await TransitionRepository(connection).get(execution_id)
+        assert execution is not None
+        return execution
+
+
+def _occurrences_between(job: Job, start: datetime, end: datetime) -> list[datetime]:
+    spec = job.spec
+    found: list[datetime] = []
+    for at in schedules.iter_fire_times(
+        spec.schedules,
+        after=start - timedelta(microseconds=1),
+        start_at=spec.start_at,
+        end_at=spec.end_at,
+    ):
+        if at >= end:
+            break
+        if len(found) == MAX_BACKFILL:
+            raise InvalidInput(
+                f"the window holds more than {MAX_BACKFILL} runs; backfill a shorter one",
+                field=["from"],
+            )
+        found.append(at)
+    return found
+
+
+async def _require_job(jobs: JobRepository, job_id: str) -> Job:
+    job = await jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}", field=["id"])
+    return job
+
+
+async def _require_execution(transitions: TransitionRepository, execution_id: str) -> Execution:
+    execution = await transitions.get(execution_id)
+    if execution is None:
+        raise NotFound(f"no execution with id {execution_id!r}", field=["id"])
+    return execution

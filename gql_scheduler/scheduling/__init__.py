@@ -1,0 +1,1 @@
+"""The engine: timers turn into claims, claims into runs, and runs into history."""

@@ -1,0 +1,198 @@
+"""The engine: timers -> claims -> dispatcher, kept in step with the store.
+
+The store is the source of truth (invariant 1): timers are rebuilt from it at start, re-armed
+when a job changes, and a reconcile loop catches whatever a notification missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gql_scheduler.domain.clock import Clock
+from gql_scheduler.domain.jobs import Job, JobState
+from gql_scheduler.domain.policies import MisfirePolicy
+from gql_scheduler.domain.schedules import jitter_offset
+from gql_scheduler.scheduling import occurrences
+from gql_scheduler.scheduling.dispatcher import Dispatcher
+from gql_scheduler.scheduling.leases import recover_expired_leases
+from gql_scheduler.scheduling.timers import Timers
+from gql_scheduler.store.engine import Database
+from gql_scheduler.store.jobs import JobRepository
+from gql_scheduler.store.transitions import TransitionRepository
+
+log = logging.getLogger("gql_scheduler.engine")
+
+CLAIM_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    default_misfire_policy: MisfirePolicy
+    lease_seconds: float = 30.0
+    reconcile_seconds: float = 10.0
+    sweep_seconds: float = 2.0
+    # An occurrence nobody claimed this long after its time counts as missed.
+    misfire_grace_seconds: float = 5.0
+
+
+class Engine:
+    def __init__(
+        self, database: Database, dispatcher: Dispatcher, clock: Clock, settings: EngineSettings
+    ) -> None:
+        self.database = database
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.settings = settings
+        self.timers = Timers(self._on_fire)
+        self._jobs: dict[str, Job] = {}
+        self._fired: asyncio.Queue[tuple[str, datetime]] = asyncio.Queue()
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def running(self) -> bool:
+        return self.timers.running
+
+    async def start(self) -> None:
+        await self._recover_leases()
+        async with self.database.read() as connection:
+            active = await JobRepository(connection).list_active()
+        for job in active:
+            await self._arm(job)
+        self.timers.start()
+        await self._sweep()
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="claims"),
+            self._every(self.settings.reconcile_seconds, self._reconcile),
+            self._every(self.settings.sweep_seconds, self._sweep),
+            self._every(self.settings.lease_seconds / 3, self.dispatcher.renew_leases),
+            self._every(self.settings.lease_seconds / 2, self._recover_leases),
+        ]
+        log.info("engine started", extra={"action": "engine_started", "jobs": len(active)})
+
+    async def stop(self) -> None:
+        self.timers.stop()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        await self.dispatcher.stop()
+        log.info("engine stopped", extra={"action": "engine_stopped"})
+
+    def job_changed(self, job_id: str) -> None:
+        """Called after a job's change commits: re-read it and re-arm its timer."""
+        self.dispatcher.spawn(self._resync(job_id))
+
+    # ------------------------------------------------------------------ timers
+    async def _resync(self, job_id: str) -> None:
+        async with self.database.read() as connection:
+            job = await JobRepository(connection).get(job_id)
+        if job is None or job.state is not JobState.ACTIVE:
+            self._jobs.pop(job_id, None)
+            self.timers.disarm(job_id)
+            return
+        await self._arm(job)
+
+    async def _arm(self, job: Job) -> None:
+        """Catch up on what was missed since the watermark, then arm the timer."""
+        now = self.clock.now()
+        grace = timedelta(seconds=self.settings.misfire_grace_seconds)
+        if job.next_run_at is None or job.next_run_at < now - grace:
+            policy = job.spec.misfire_policy or self.settings.default_misfire_policy
+            for execution in await occurrences.catch_up(
+                self.database, job, now=now, grace=grace, policy=policy
+            ):
+                self.dispatcher.submit(execution.id)
+            async with self.database.read() as connection:
+                refreshed = await JobRepository(connection).get(job.id)
+            if refreshed is None or refreshed.state is not JobState.ACTIVE:
+                self._jobs.pop(job.id, None)
+                self.timers.disarm(job.id)
+                return
+            job = refreshed
+        self._jobs[job.id] = job
+        self.timers.arm(job)
+
+    def _on_fire(self, job_id: str, scheduled_for: datetime) -> None:
+        self._fired.put_nowait((job_id, scheduled_for))
+
+    # ------------------------------------------------------------------ claims
+    async def _claim_loop(self) -> None:
+        while True:
+            batch = [await self._fired.get()]
+            while len(batch) < CLAIM_BATCH and not self._fired.empty():
+                batch.append(self._fired.get_nowait())
+            due = self._due_now(batch)
+            if due:
+                try:
+                    await self._claim(due)
+                except Exception:
+                    log.exception("claiming failed", extra={"action": "claim_failed"})
+
+    def _due_now(self, batch: list[tuple[str, datetime]]) -> list[tuple[Job, datetime]]:
+        """Occurrences to claim now; jittered ones are claimed after their delay."""
+        due = []
+        for job_id, scheduled_for in batch:
+            job = self._jobs.get(job_id)
+            if job is None:
+                continue
+            delay = jitter_offset(job.id, scheduled_for, job.spec.jitter_seconds)
+            if delay:
+                self.dispatcher.spawn(self._claim_later(job, scheduled_for, delay))
+            else:
+                due.append((job, scheduled_for))
+        return due
+
+    async def _claim_later(self, job: Job, scheduled_for: datetime, delay: timedelta) -> None:
+        await asyncio.sleep(delay.total_seconds())
+        await self._claim([(job, scheduled_for)])
+
+    async def _claim(self, due: list[tuple[Job, datetime]]) -> None:
+        claimed = await occurrences.claim_occurrences(self.database, due, now=self.clock.now())
+        for execution in claimed:
+            self.dispatcher.submit(execution.id)
+
+    # ------------------------------------------------------------------ safety nets
+    async def _reconcile(self) -> None:
+        """Re-arm jobs whose version changed, drop gone ones, and catch up lagging ones."""
+        now = self.clock.now()
+        before = now - timedelta(seconds=self.settings.misfire_grace_seconds)
+        async with self.database.read() as connection:
+            jobs = JobRepository(connection)
+            versions = await jobs.versions()
+            lagging = set(await jobs.lagging(before=before))
+        for job_id in set(self._jobs) - set(versions):
+            await self._resync(job_id)
+        for job_id, (state, version) in versions.items():
+            cached = self._jobs.get(job_id)
+            changed = cached is None or cached.version != version
+            if ((state is JobState.ACTIVE or cached is not None) and changed) or job_id in lagging:
+                await self._resync(job_id)
+
+    async def _sweep(self) -> None:
+        async with self.database.read() as connection:
+            startable = await TransitionRepository(connection).startable(
+                now=self.clock.now(), limit=200
+            )
+        for execution_id in startable:
+            self.dispatcher.submit(execution_id)
+
+    async def _recover_leases(self) -> None:
+        for retry in await recover_expired_leases(self.database, now=self.clock.now()):
+            self.dispatcher.submit(retry.id)
+
+    def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await work()
+                except Exception:
+                    # A supervisor loop: one failed pass (database restarting, say) must not
+                    # end the loop; the next pass tries again.
+                    log.exception("periodic task failed", extra={"action": "loop_failed"})
+
+        return asyncio.create_task(loop(), name=getattr(work, "__name__", "loop"))

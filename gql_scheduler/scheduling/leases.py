@@ -1,0 +1,49 @@
+"""Recovering executions whose instance was lost (invariant 3)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from gql_scheduler.domain.events import ExecutionEventType
+from gql_scheduler.domain.executions import Execution
+from gql_scheduler.domain.policies import MAX_ATTEMPTS_LIMIT, Delivery
+from gql_scheduler.scheduling.finishes import retry_of
+from gql_scheduler.store.engine import Database
+from gql_scheduler.store.jobs import JobRepository
+from gql_scheduler.store.transitions import TransitionRepository
+
+log = logging.getLogger("gql_scheduler.leases")
+
+
+def lost_error(execution: Execution) -> str:
+    lease = execution.lease_until.isoformat() if execution.lease_until else "?"
+    return f"instance {execution.instance} lost: its lease expired at {lease}"
+
+
+async def recover_expired_leases(database: Database, *, now: datetime) -> list[Execution]:
+    """Fail every RUNNING execution with an expired lease; at-least-once jobs get a new
+    attempt (returned, to be started). Any instance may do this; a race has one winner."""
+    retries: list[Execution] = []
+    async with database.write() as connection:
+        transitions = TransitionRepository(connection)
+        jobs = JobRepository(connection)
+        for execution in await transitions.expired_leases(now=now):
+            failed = await transitions.fail_lost(execution, now=now, error=lost_error(execution))
+            if failed is None:
+                continue
+            log.warning(
+                "recovered a lost execution",
+                extra={"action": "lease_expired", "execution_id": execution.id},
+            )
+            job = await jobs.get(execution.job_id)
+            if job is None or job.spec.delivery is not Delivery.AT_LEAST_ONCE:
+                continue
+            if failed.attempt >= MAX_ATTEMPTS_LIMIT:
+                continue
+            retry = await transitions.insert(
+                retry_of(failed, run_after=now), now=now, event=ExecutionEventType.RETRY_SCHEDULED
+            )
+            if retry is not None:
+                retries.append(retry)
+    return retries

@@ -1,0 +1,135 @@
+"""Claiming occurrences (invariant 2) and catching up on missed ones (invariant 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gql_scheduler.domain import schedules
+from gql_scheduler.domain.events import JobEventType
+from gql_scheduler.domain.executions import Execution, ExecutionStatus, ExecutionTrigger
+from gql_scheduler.domain.jobs import Job, JobState
+from gql_scheduler.domain.misfires import MISFIRE_ERROR, MisfireOutcome, plan_misfires
+from gql_scheduler.domain.policies import MisfirePolicy
+from gql_scheduler.store.engine import Database
+from gql_scheduler.store.events import EventRepository
+from gql_scheduler.store.jobs import JobRepository
+from gql_scheduler.store.transitions import NewExecution, TransitionRepository
+
+# More missed occurrences than this for one job are not recorded one by one: the oldest
+# are dropped (and logged), so one forgotten every-second job cannot flood the database.
+MAX_MISSED_RECORDED = 10_000
+
+_STATUS_OF_OUTCOME = {
+    MisfireOutcome.RUN: ExecutionStatus.QUEUED,
+    MisfireOutcome.MISSED: ExecutionStatus.MISSED,
+    MisfireOutcome.FAILED: ExecutionStatus.FAILED,
+}
+
+
+def occurrence_key(job_id: str, scheduled_for: datetime) -> str:
+    return f"{job_id}:{scheduled_for.isoformat()}"
+
+
+def next_occurrence(job: Job, after: datetime) -> datetime | None:
+    spec = job.spec
+    runs = schedules.upcoming_runs(
+        spec.schedules, after=after, count=1, start_at=spec.start_at, end_at=spec.end_at
+    )
+    return runs[0] if runs else None
+
+
+async def claim_occurrences(
+    database: Database, due: Sequence[tuple[Job, datetime]], *, now: datetime
+) -> list[Execution]:
+    """Claim a batch of due occurrences in one transaction (group commit); the winners."""
+    claimed: list[Execution] = []
+    async with database.write() as connection:
+        states = await JobRepository(connection).states_of([job.id for job, _ in due])
+        transitions = TransitionRepository(connection)
+        for job, scheduled_for in due:
+            if states.get(job.id) is not JobState.ACTIVE:
+                continue  # paused, completed or deleted since its timer was armed
+            new = NewExecution(
+                job_id=job.id,
+                trigger=ExecutionTrigger.SCHEDULE,
+                scheduled_for=scheduled_for,
+                idempotency_key=occurrence_key(job.id, scheduled_for),
+            )
+            execution = await transitions.insert(new, now=now)
+            if execution is None:
+                continue  # another instance claimed it first
+            claimed.append(execution)
+            await record_fired(connection, job, scheduled_for, now=now)
+    return claimed
+
+
+async def record_fired(
+    connection: AsyncConnection, job: Job, scheduled_for: datetime, *, now: datetime
+) -> None:
+    """Advance the watermark; a job with no run left becomes COMPLETED."""
+    following = next_occurrence(job, scheduled_for)
+    jobs = JobRepository(connection)
+    await jobs.record_fired(job.id, scheduled_for=scheduled_for, next_run_at=following)
+    if following is None and await jobs.complete(job.id, now=now):
+        await EventRepository(connection).append_job_event(
+            JobEventType.COMPLETED, job_id=job.id, at=now
+        )
+
+
+def missed_occurrences(job: Job, *, now: datetime, grace: timedelta) -> list[datetime]:
+    """Occurrences after the watermark that nobody fired and whose time is well past."""
+    spec = job.spec
+    cutoff = now - grace - timedelta(seconds=spec.jitter_seconds)
+    missed: list[datetime] = []
+    for at in schedules.iter_fire_times(
+        spec.schedules,
+        after=job.watermark or job.created_at,
+        start_at=spec.start_at,
+        end_at=spec.end_at,
+    ):
+        if at > cutoff:
+            break
+        missed.append(at)
+        if len(missed) > MAX_MISSED_RECORDED:
+            missed.pop(0)
+    return missed
+
+
+async def catch_up(
+    database: Database,
+    job: Job,
+    *,
+    now: datetime,
+    grace: timedelta,
+    policy: MisfirePolicy,
+) -> list[Execution]:
+    """Record every missed occurrence by the misfire policy; returns those to run."""
+    missed = missed_occurrences(job, now=now, grace=grace)
+    if not missed:
+        return []
+    plans = plan_misfires(
+        missed, policy=policy, now=now, catch_up_window_seconds=job.spec.catch_up_window_seconds
+    )
+    to_run: list[Execution] = []
+    async with database.write() as connection:
+        transitions = TransitionRepository(connection)
+        for plan in plans:
+            status = _STATUS_OF_OUTCOME[plan.outcome]
+            new = NewExecution(
+                job_id=job.id,
+                trigger=ExecutionTrigger.CATCH_UP
+                if status is ExecutionStatus.QUEUED
+                else ExecutionTrigger.SCHEDULE,
+                scheduled_for=plan.scheduled_for,
+                idempotency_key=occurrence_key(job.id, plan.scheduled_for),
+                status=status,
+                error=None if status is ExecutionStatus.QUEUED else MISFIRE_ERROR,
+            )
+            execution = await transitions.insert(new, now=now)
+            if execution is not None and status is ExecutionStatus.QUEUED:
+                to_run.append(execution)
+        await record_fired(connection, job, missed[-1], now=now)
+    return to_run
