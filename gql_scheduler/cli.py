@@ -44,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(run=_migrate)
 
+    bench = commands.add_parser("bench", help="measure the engine beside a baseline")
+    kinds = bench.add_subparsers(dest="kind", required=True)
+    fire = kinds.add_parser("fire", help="executions/s and drift through the whole path")
+    fire.add_argument("--jobs", type=int, default=2000)
+    fire.add_argument("--seconds", type=float, default=10.0)
+    fire.add_argument("--every", type=float, default=1.0, help="each job's interval (s)")
+    fire.set_defaults(run=_bench_fire)
+    load = kinds.add_parser("load", help="time to load and arm many cron jobs")
+    load.add_argument("--jobs", type=int, default=100_000)
+    load.set_defaults(run=_bench_load)
+
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", type=Path, help="write to this file instead of stdout")
     export.set_defaults(run=_export_schema)
@@ -84,6 +95,20 @@ def _migrate(arguments: argparse.Namespace) -> int:
     print(
         f"gql-scheduler: database at revision {migrations.current_revision(settings.database_url)}"
     )
+    return 0
+
+
+def _bench_fire(arguments: argparse.Namespace) -> int:
+    from gql_scheduler import bench
+
+    print(bench.run_fire(arguments.jobs, arguments.seconds, arguments.every))
+    return 0
+
+
+def _bench_load(arguments: argparse.Namespace) -> int:
+    from gql_scheduler import bench
+
+    print(bench.run_load(arguments.jobs))
     return 0
 
 

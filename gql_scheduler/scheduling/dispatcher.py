@@ -18,8 +18,9 @@ from gql_scheduler.actions.output import OutputCollector
 from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.executions import Execution, ExecutionStatus
 from gql_scheduler.domain.jobs import Job
-from gql_scheduler.scheduling import starts
-from gql_scheduler.scheduling.finishes import Finisher
+from gql_scheduler.scheduling.batching import GroupCommitter
+from gql_scheduler.scheduling.finishes import Finisher, FinishRequest
+from gql_scheduler.scheduling.starts import StartRequest, StartResult, start_batch
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.transitions import Outcome, TransitionRepository
 
@@ -63,11 +64,30 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self._runs: dict[str, _Run] = {}
         self._pending: set[str] = set()
+        # Jobs with a run waiting here for another to end (BUFFER_ONE, CANCEL_RUNNING,
+        # backfills): only their ends need to look for the next run to start.
+        self._waited_on: set[str] = set()
         # Set once a submitted execution's start was decided (started, skipped, waiting).
         self._decided: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
-        self._finisher = Finisher(database, clock, settings.instance, random_unit)
+        finisher = Finisher(database, clock, settings.instance, random_unit)
+        # For the runs cut short by a stop, which must not wait in a batch being cancelled.
+        self._finisher_direct = finisher
+        # Group commit: concurrent starts (and ends) share one transaction.
+        self._starts: GroupCommitter[StartRequest, StartResult] = GroupCommitter(self._start_many)
+        self._finishes: GroupCommitter[FinishRequest, Execution | None] = GroupCommitter(
+            finisher.finish
+        )
+
+    async def _start_many(self, requests: list[StartRequest]) -> list[StartResult]:
+        return await start_batch(
+            self.database,
+            requests,
+            instance=self.settings.instance,
+            lease_seconds=self.settings.lease_seconds,
+            clock=self.clock,
+        )
 
     # ------------------------------------------------------------------ starting
     def submit(self, execution_id: str, *, force: bool = False) -> None:
@@ -100,15 +120,10 @@ class Dispatcher:
             async with self._slots:
                 if self._stopping:
                     return
-                started = await starts.try_start(
-                    self.database,
-                    execution_id,
-                    instance=self.settings.instance,
-                    lease_seconds=self.settings.lease_seconds,
-                    clock=self.clock,
-                    force=force,
-                )
+                started = await self._starts.submit(StartRequest(execution_id, force))
                 if started.execution is None or started.job is None:
+                    if started.waiting:
+                        self._waited_on.add(await self._job_of(execution_id))
                     self._mark_decided(execution_id)
                     if started.cancel_ids:
                         await self.cancel_local(started.cancel_ids, REPLACED)
@@ -138,25 +153,29 @@ class Dispatcher:
             limit_bytes=self.settings.output_limit_bytes, now=self.clock.now
         )
         try:
-            outcome = await self._outcome_of(execution, job, collector, run)
-            await self._finish(execution, job, outcome, collector)
-        except asyncio.CancelledError:
-            # This instance is stopping: record the run now rather than leave it to the
-            # lease; an at-least-once job's next attempt waits QUEUED for any instance.
-            stopped = Outcome(
-                ExecutionStatus.FAILED,
-                output=collector.text(),
-                error=f"interrupted: instance {self.settings.instance} stopped while it ran",
-            )
-            await asyncio.shield(
-                self._finisher.finish(execution, job, stopped, collector.chunks, interrupted=True)
-            )
-            raise
+            try:
+                outcome = await self._outcome_of(execution, job, collector, run)
+            except asyncio.CancelledError:
+                # This instance is stopping: record the run now rather than leave it to the
+                # lease; an at-least-once job's next attempt waits QUEUED for any instance.
+                stopped = Outcome(
+                    ExecutionStatus.FAILED,
+                    output=collector.text(),
+                    error=f"interrupted: instance {self.settings.instance} stopped while it ran",
+                )
+                request = FinishRequest(execution, job, stopped, collector.chunks, True)
+                await asyncio.shield(self._finisher_direct.finish([request]))
+                raise
+            # Shielded: once the outcome is known it is recorded, even if a stop cancels us.
+            await asyncio.shield(self._finish(execution, job, outcome, collector))
         finally:
             self._runs.pop(execution.id, None)
             run.done.set()
-        # BUFFER_ONE and CANCEL_RUNNING runs wait for this one: let them go now.
-        await self.kick_job(job.id)
+        # BUFFER_ONE and CANCEL_RUNNING runs wait for this one: let them go now. (Runs
+        # waiting on another instance are started by its own ends, or the sweeper.)
+        if job.id in self._waited_on:
+            self._waited_on.discard(job.id)
+            await self.kick_job(job.id)
 
     async def _outcome_of(
         self, execution: Execution, job: Job, collector: OutputCollector, run: _Run
@@ -191,9 +210,16 @@ class Dispatcher:
     async def _finish(
         self, execution: Execution, job: Job, outcome: Outcome, collector: OutputCollector
     ) -> None:
-        retry = await self._finisher.finish(execution, job, outcome, collector.chunks)
+        retry = await self._finishes.submit(
+            FinishRequest(execution, job, outcome, collector.chunks)
+        )
         if retry is not None:
             self.submit_at(retry.id, retry.run_after or self.clock.now())
+
+    async def _job_of(self, execution_id: str) -> str:
+        async with self.database.read() as connection:
+            execution = await TransitionRepository(connection).get(execution_id)
+        return execution.job_id if execution else ""
 
     async def kick_job(self, job_id: str) -> None:
         async with self.database.read() as connection:
@@ -243,3 +269,5 @@ class Dispatcher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._starts.drain()
+        await self._finishes.drain()

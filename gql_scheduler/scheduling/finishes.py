@@ -1,9 +1,10 @@
-"""Recording how a run ended, and scheduling its retry, in one transaction."""
+"""Recording how runs ended, and scheduling their retries, a batch per transaction."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from gql_scheduler.actions.output import OutputChunk
@@ -13,12 +14,23 @@ from gql_scheduler.domain.executions import Execution, ExecutionStatus, Executio
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.domain.policies import Delivery
 from gql_scheduler.domain.retries import retry_delay, should_retry
+from gql_scheduler.store.batches import BatchTransitions, Finished
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.transitions import NewExecution, Outcome, TransitionRepository
 
 log = logging.getLogger("gql_scheduler.dispatcher")
 
 _RETRYABLE = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishRequest:
+    execution: Execution
+    job: Job
+    outcome: Outcome
+    chunks: Sequence[OutputChunk]
+    # The run was cut short because its instance stopped, not by its own failure.
+    interrupted: bool = False
 
 
 def retry_of(execution: Execution, *, run_after: datetime) -> NewExecution:
@@ -42,50 +54,74 @@ class Finisher:
         self.instance = instance
         self.random_unit = random_unit
 
-    async def finish(
-        self,
-        execution: Execution,
-        job: Job,
-        outcome: Outcome,
-        chunks: Sequence[OutputChunk],
-        *,
-        interrupted: bool = False,
-    ) -> Execution | None:
-        """Record the outcome; returns the retry execution when one was scheduled.
+    async def finish(self, requests: list[FinishRequest]) -> list[Execution | None]:
+        """Record each outcome; for each request, the retry scheduled for it, if any.
 
-        An interrupted run (its instance stopped) of an at-least-once job runs again
-        whatever its attempts, as a lost one would.
+        An interrupted run of an at-least-once job runs again whatever its attempts, as a
+        lost one would.
         """
         async with self.database.write() as connection:
             now = self.clock.now()  # under the write lock, so times order like the changes
-            transitions = TransitionRepository(connection)
-            finished = await transitions.finish(
-                execution.id, outcome, instance=self.instance, now=now
-            )
-            if finished is None:
-                log.warning(
-                    "execution was no longer ours to finish",
-                    extra={"action": "finish_lost", "execution_id": execution.id},
-                )
-                return None
-            await transitions.save_output(execution.id, [_chunk_row(c) for c in chunks])
-            if not self._retries(job, finished, interrupted):
-                return None
-            delay = retry_delay(job.spec.retry, finished.attempt, self.random_unit())
-            return await transitions.insert(
-                retry_of(finished, run_after=now + delay),
+            batch = BatchTransitions(connection)
+            kept = await batch.finish(
+                [Finished(r.execution, r.outcome) for r in requests],
+                instance=self.instance,
                 now=now,
-                event=ExecutionEventType.RETRY_SCHEDULED,
             )
+            kept_ids = {item.execution.id for item in kept}
+            self._warn_lost(requests, kept_ids)
+            await batch.save_output(
+                [
+                    _chunk_row(r.execution.id, chunk)
+                    for r in requests
+                    if r.execution.id in kept_ids
+                    for chunk in r.chunks
+                ]
+            )
+            transitions = TransitionRepository(connection)
+            retries: list[Execution | None] = []
+            for request in requests:
+                retry = None
+                if request.execution.id in kept_ids and self._retries(request):
+                    retry = await self._schedule_retry(transitions, request, now)
+                retries.append(retry)
+        return retries
 
-    @staticmethod
-    def _retries(job: Job, finished: Execution, interrupted: bool) -> bool:
-        if interrupted:
-            return job.spec.delivery is Delivery.AT_LEAST_ONCE
-        return finished.status in _RETRYABLE and should_retry(
-            job.spec.retry, job.spec.delivery, finished.attempt
+    async def _schedule_retry(
+        self, transitions: TransitionRepository, request: FinishRequest, now: datetime
+    ) -> Execution | None:
+        policy = request.job.spec.retry
+        delay = retry_delay(policy, request.execution.attempt, self.random_unit())
+        return await transitions.insert(
+            retry_of(request.execution, run_after=now + delay),
+            now=now,
+            event=ExecutionEventType.RETRY_SCHEDULED,
         )
 
+    @staticmethod
+    def _retries(request: FinishRequest) -> bool:
+        spec = request.job.spec
+        if request.interrupted:
+            return spec.delivery is Delivery.AT_LEAST_ONCE
+        return request.outcome.status in _RETRYABLE and should_retry(
+            spec.retry, spec.delivery, request.execution.attempt
+        )
 
-def _chunk_row(chunk: OutputChunk) -> dict[str, object]:
-    return {"seq": chunk.seq, "stream": chunk.stream.value, "text": chunk.text, "at": chunk.at}
+    @staticmethod
+    def _warn_lost(requests: list[FinishRequest], kept_ids: set[str]) -> None:
+        for request in requests:
+            if request.execution.id not in kept_ids:
+                log.warning(
+                    "execution was no longer ours to finish",
+                    extra={"action": "finish_lost", "execution_id": request.execution.id},
+                )
+
+
+def _chunk_row(execution_id: str, chunk: OutputChunk) -> dict[str, object]:
+    return {
+        "execution_id": int(execution_id),
+        "seq": chunk.seq,
+        "stream": chunk.stream.value,
+        "text": chunk.text,
+        "at": chunk.at,
+    }

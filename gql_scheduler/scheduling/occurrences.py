@@ -13,6 +13,7 @@ from gql_scheduler.domain.executions import Execution, ExecutionStatus, Executio
 from gql_scheduler.domain.jobs import Job, JobState
 from gql_scheduler.domain.misfires import MISFIRE_ERROR, MisfireOutcome, plan_misfires
 from gql_scheduler.domain.policies import MisfirePolicy
+from gql_scheduler.store.batches import BatchTransitions
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.jobs import JobRepository
@@ -45,38 +46,42 @@ async def claim_occurrences(
     database: Database, due: Sequence[tuple[Job, datetime]], *, now: datetime
 ) -> list[Execution]:
     """Claim a batch of due occurrences in one transaction (group commit); the winners."""
-    claimed: list[Execution] = []
     async with database.write() as connection:
-        states = await JobRepository(connection).states_of([job.id for job, _ in due])
-        transitions = TransitionRepository(connection)
-        for job, scheduled_for in due:
-            if states.get(job.id) is not JobState.ACTIVE:
-                continue  # paused, completed or deleted since its timer was armed
-            new = NewExecution(
-                job_id=job.id,
-                trigger=ExecutionTrigger.SCHEDULE,
-                scheduled_for=scheduled_for,
-                idempotency_key=occurrence_key(job.id, scheduled_for),
-            )
-            execution = await transitions.insert(new, now=now)
-            if execution is None:
-                continue  # another instance claimed it first
-            claimed.append(execution)
-            await record_fired(connection, job, scheduled_for, now=now)
+        jobs = JobRepository(connection)
+        states = await jobs.states_of([job.id for job, _ in due])
+        # Paused, completed or deleted since the timer was armed: not claimed.
+        live = [(job, at) for job, at in due if states.get(job.id) is JobState.ACTIVE]
+        claimed = await BatchTransitions(connection).claim(
+            [
+                NewExecution(
+                    job_id=job.id,
+                    trigger=ExecutionTrigger.SCHEDULE,
+                    scheduled_for=at,
+                    idempotency_key=occurrence_key(job.id, at),
+                )
+                for job, at in live
+            ],
+            now=now,
+        )
+        # Only the winner of a claim advances the job (another instance did for the rest).
+        won = {(execution.job_id, execution.scheduled_for) for execution in claimed}
+        fired = [(job, at) for job, at in live if (job.id, at) in won]
+        await record_fired_many(connection, fired, now=now)
     return claimed
 
 
-async def record_fired(
-    connection: AsyncConnection, job: Job, scheduled_for: datetime, *, now: datetime
+async def record_fired_many(
+    connection: AsyncConnection, fired: Sequence[tuple[Job, datetime]], *, now: datetime
 ) -> None:
-    """Advance the watermark; a job with no run left becomes COMPLETED."""
-    following = next_occurrence(job, scheduled_for)
+    """Advance watermarks; a job with no run left becomes COMPLETED."""
+    rows = [(job.id, at, next_occurrence(job, at)) for job, at in fired]
     jobs = JobRepository(connection)
-    await jobs.record_fired(job.id, scheduled_for=scheduled_for, next_run_at=following)
-    if following is None and await jobs.complete(job.id, now=now):
-        await EventRepository(connection).append_job_event(
-            JobEventType.COMPLETED, job_id=job.id, at=now
-        )
+    await jobs.record_fired_many(rows)
+    for job_id, _, following in rows:
+        if following is None and await jobs.complete(job_id, now=now):
+            await EventRepository(connection).append_job_event(
+                JobEventType.COMPLETED, job_id=job_id, at=now
+            )
 
 
 def missed_occurrences(job: Job, *, now: datetime, grace: timedelta) -> list[datetime]:
@@ -131,5 +136,5 @@ async def catch_up(
             execution = await transitions.insert(new, now=now)
             if execution is not None and status is ExecutionStatus.QUEUED:
                 to_run.append(execution)
-        await record_fired(connection, job, missed[-1], now=now)
+        await record_fired_many(connection, [(job, missed[-1])], now=now)
     return to_run

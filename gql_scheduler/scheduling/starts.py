@@ -1,7 +1,13 @@
-"""Deciding, in one transaction, whether a QUEUED execution starts now (overlap policies)."""
+"""Deciding, for a batch of QUEUED executions in one transaction, which start now.
+
+The overlap policy of each job is applied against the job's unfinished executions as the
+store has them, updated as the batch's own decisions are made, so two runs of one job in
+the same batch see each other.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -9,6 +15,7 @@ from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.executions import Execution, ExecutionStatus, ExecutionTrigger
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.domain.overlap import OverlapDecision, decide_overlap
+from gql_scheduler.store.batches import BatchTransitions
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
@@ -18,72 +25,141 @@ JOB_GONE_ERROR = "cancelled: the job was deleted"
 
 
 @dataclass(frozen=True, slots=True)
+class StartRequest:
+    execution_id: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StartResult:
     execution: Execution | None = None  # set when it started here
     job: Job | None = None
     cancel_ids: list[str] = field(default_factory=list)  # CANCEL_RUNNING: runs to stop
+    waiting: bool = False  # stays QUEUED until a run of its job ends
 
 
-async def try_start(
+class OverlapBoard:
+    """The unfinished executions of the batch's jobs, kept current as decisions are made."""
+
+    def __init__(self, unfinished: list[Execution], now: datetime) -> None:
+        self.now = now
+        self.running: dict[str, set[str]] = defaultdict(set)
+        self.queued: dict[str, dict[str, Execution]] = defaultdict(dict)
+        for execution in unfinished:
+            if execution.status is ExecutionStatus.QUEUED:
+                self.queued[execution.job_id][execution.id] = execution
+            elif execution.lease_until is not None and execution.lease_until >= now:
+                # A lost run (expired lease) does not hold back the job's next ones.
+                self.running[execution.job_id].add(execution.id)
+
+    def decide(self, execution: Execution, job: Job, *, force: bool) -> OverlapDecision:
+        running = len(self.running[job.id] - {execution.id})
+        older = [
+            other
+            for other in self.queued[job.id].values()
+            if int(other.id) < int(execution.id)
+            and (other.run_after is None or other.run_after <= self.now)
+        ]
+        if execution.trigger is ExecutionTrigger.BACKFILL:
+            # Backfilled runs queue up: one at a time, oldest first, never skipped.
+            waits = running or any(o.trigger is ExecutionTrigger.BACKFILL for o in older)
+            return OverlapDecision.WAIT if waits else OverlapDecision.START
+        return decide_overlap(
+            job.spec.overlap_policy, running=running, waiting=len(older), force=force
+        )
+
+    def record(self, execution: Execution, decision: OverlapDecision) -> None:
+        if decision is OverlapDecision.START:
+            self.running[execution.job_id].add(execution.id)
+        if decision in (OverlapDecision.START, OverlapDecision.SKIP):
+            self.queued[execution.job_id].pop(execution.id, None)
+
+
+async def start_batch(
     database: Database,
-    execution_id: str,
+    requests: list[StartRequest],
     *,
     instance: str,
     lease_seconds: float,
     clock: Clock,
-    force: bool = False,
-) -> StartResult:
+) -> list[StartResult]:
     async with database.write() as connection:
-        transitions = TransitionRepository(connection)
-        execution = await transitions.get(execution_id)
-        if execution is None or execution.status is not ExecutionStatus.QUEUED:
-            return StartResult()
-        # Locks the job row on PostgreSQL so that two instances deciding overlap for the
-        # same job take turns (SQLite's write transactions already do).
-        job = await JobRepository(connection).get(execution.job_id, for_update=True)
-        # Read the clock only now that the locks are held: a start recorded with a time
-        # from before waiting for them could precede the end of the run it waited for.
-        now = clock.now()
-        if execution.run_after is not None and execution.run_after > now:
-            return StartResult()
-        if job is None:
-            await transitions.end_queued(
-                execution_id, ExecutionStatus.CANCELLED, now=now, error=JOB_GONE_ERROR
-            )
-            return StartResult()
-        running, waiting = await transitions.live_counts(job.id, now=now, exclude_id=execution_id)
-        if execution.trigger is ExecutionTrigger.BACKFILL:
-            # Backfilled runs queue up: one at a time, oldest first, never skipped.
-            decision = await _backfill_decision(transitions, execution, running, now=now)
-        else:
-            decision = decide_overlap(
-                job.spec.overlap_policy, running=running, waiting=waiting, force=force
-            )
-        if decision is OverlapDecision.SKIP:
-            await transitions.end_queued(
-                execution_id, ExecutionStatus.SKIPPED, now=now, error=SKIPPED_ERROR
-            )
-            return StartResult()
-        if decision is OverlapDecision.WAIT:
-            return StartResult()
-        if decision is OverlapDecision.CANCEL_RUNNING:
-            to_cancel = await transitions.running_ids(job.id, now=now)
-            for running_id in to_cancel:
-                await transitions.request_cancel(running_id)
-            return StartResult(cancel_ids=to_cancel)
-        lease_until = now + timedelta(seconds=lease_seconds)
-        started = await transitions.start(
-            execution_id, instance=instance, lease_until=lease_until, now=now
+        batch = BatchTransitions(connection)
+        found = await batch.get_many(request.execution_id for request in requests)
+        queued = {key: e for key, e in found.items() if e.status is ExecutionStatus.QUEUED}
+        # Locks the jobs' rows on PostgreSQL so that instances deciding overlap for the same
+        # job take turns (SQLite's write transactions already do).
+        jobs = await JobRepository(connection).get_many(
+            sorted({e.job_id for e in queued.values()}), for_update=True
         )
-        if started is not None:
-            await JobRepository(connection).record_started(job.id, at=now)
-        return StartResult(execution=started, job=job)
+        # The clock is read once the locks are held: a start stamped with a time from
+        # before waiting for them could precede the end of the run it waited for.
+        now = clock.now()
+        board = OverlapBoard(await batch.unfinished_of_jobs(jobs), now)
+        decisions = _decide_all(requests, queued, jobs, board)
+        cancel_ids = await _request_cancels(
+            TransitionRepository(connection), decisions, queued, board
+        )
+        started = await batch.start(
+            [key for key, d in decisions.items() if d is OverlapDecision.START],
+            instance=instance,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            now=now,
+        )
+        skip = [key for key, d in decisions.items() if d is OverlapDecision.SKIP]
+        await batch.end_queued(skip, ExecutionStatus.SKIPPED, error=SKIPPED_ERROR, now=now)
+        gone = [key for key, e in queued.items() if e.job_id not in jobs]
+        await batch.end_queued(gone, ExecutionStatus.CANCELLED, error=JOB_GONE_ERROR, now=now)
+        await JobRepository(connection).record_started(sorted({e.job_id for e in started}), at=now)
+    by_id = {execution.id: execution for execution in started}
+    return [
+        StartResult(
+            execution=by_id.get(request.execution_id),
+            job=jobs.get(by_id[request.execution_id].job_id)
+            if request.execution_id in by_id
+            else None,
+            cancel_ids=cancel_ids.get(request.execution_id, []),
+            waiting=decisions.get(request.execution_id)
+            in (OverlapDecision.WAIT, OverlapDecision.CANCEL_RUNNING),
+        )
+        for request in requests
+    ]
 
 
-async def _backfill_decision(
-    transitions: TransitionRepository, execution: Execution, running: int, *, now: datetime
-) -> OverlapDecision:
-    if running:
-        return OverlapDecision.WAIT
-    older = await transitions.older_queued(execution, trigger=ExecutionTrigger.BACKFILL)
-    return OverlapDecision.WAIT if older else OverlapDecision.START
+def _decide_all(
+    requests: list[StartRequest],
+    queued: dict[str, Execution],
+    jobs: dict[str, Job],
+    board: OverlapBoard,
+) -> dict[str, OverlapDecision]:
+    decisions: dict[str, OverlapDecision] = {}
+    for request in sorted(requests, key=lambda r: int(r.execution_id)):
+        execution = queued.get(request.execution_id)
+        if execution is None or request.execution_id in decisions:
+            continue
+        if execution.run_after is not None and execution.run_after > board.now:
+            continue  # a retry whose backoff is not over
+        job = jobs.get(execution.job_id)
+        if job is None:
+            continue
+        decision = board.decide(execution, job, force=request.force)
+        board.record(execution, decision)
+        decisions[execution.id] = decision
+    return decisions
+
+
+async def _request_cancels(
+    transitions: TransitionRepository,
+    decisions: dict[str, OverlapDecision],
+    queued: dict[str, Execution],
+    board: OverlapBoard,
+) -> dict[str, list[str]]:
+    """CANCEL_RUNNING: ask the job's running executions to stop; the new one waits."""
+    cancels: dict[str, list[str]] = {}
+    for execution_id, decision in decisions.items():
+        if decision is OverlapDecision.CANCEL_RUNNING:
+            running = sorted(board.running[queued[execution_id].job_id])
+            for running_id in running:
+                await transitions.request_cancel(running_id)
+            cancels[execution_id] = running
+    return cancels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,9 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = make_url(url)
         self.engine: AsyncEngine = create_engine(url, echo=echo)
+        # SQLite has one writer at a time. Queuing writers here, in order, beats letting
+        # them collide on the file lock, where the busy handler sleeps in growing steps.
+        self._write_turn = asyncio.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -37,10 +41,18 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that will write: committed on exit, rolled back on error."""
-        async with self.engine.connect() as connection:
+        async with self._writer_turn(), self.engine.connect() as connection:
             connection = await connection.execution_options(**{WRITE_OPTION: True})
             async with connection.begin():
                 yield connection
+
+    @asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        if self._write_turn is None:
+            yield
+            return
+        async with self._write_turn:
+            yield
 
     async def dispose(self) -> None:
         await self.engine.dispose()

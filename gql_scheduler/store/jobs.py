@@ -64,14 +64,15 @@ class JobRepository:
         )
         return None if row is None else _job_from_row(row, await self._tags_of([row["id"]]))
 
-    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+    async def get_many(self, job_ids: Sequence[str], *, for_update: bool = False) -> dict[str, Job]:
         if not job_ids:
             return {}
-        rows = (
-            (await self.connection.execute(jobs.select().where(jobs.c.id.in_(job_ids))))
-            .mappings()
-            .all()
-        )
+        query = jobs.select().where(jobs.c.id.in_(set(job_ids)))
+        if for_update:
+            # Always in id order, so that two instances locking overlapping sets of jobs
+            # cannot deadlock.
+            query = query.order_by(jobs.c.id).with_for_update()
+        rows = (await self.connection.execute(query)).mappings().all()
         tags = await self._tags_of([row["id"] for row in rows])
         return {row["id"]: _job_from_row(row, tags) for row in rows}
 
@@ -134,9 +135,29 @@ class JobRepository:
             .values(watermark=scheduled_for, next_run_at=next_run_at)
         )
 
-    async def record_started(self, job_id: str, *, at: datetime) -> None:
+    async def record_started(self, job_ids: Sequence[str], *, at: datetime) -> None:
+        if job_ids:
+            await self.connection.execute(
+                jobs.update().where(jobs.c.id.in_(set(job_ids))).values(last_run_at=at)
+            )
+
+    async def record_fired_many(
+        self, fired: Sequence[tuple[str, datetime, datetime | None]]
+    ) -> None:
+        """Advance watermarks (never backwards) and next runs: (job id, fired at, next run)."""
+        if not fired:
+            return
         await self.connection.execute(
-            jobs.update().where(jobs.c.id == job_id).values(last_run_at=at)
+            jobs.update()
+            .where(
+                jobs.c.id == sa.bindparam("job_id"),
+                sa.or_(jobs.c.watermark.is_(None), jobs.c.watermark < sa.bindparam("fired_at")),
+            )
+            .values(watermark=sa.bindparam("fired_at"), next_run_at=sa.bindparam("next_at")),
+            [
+                {"job_id": job_id, "fired_at": at, "next_at": following}
+                for job_id, at, following in fired
+            ],
         )
 
     async def complete(self, job_id: str, *, now: datetime) -> bool:

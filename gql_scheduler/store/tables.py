@@ -109,7 +109,11 @@ execution_output = sa.Table(
 
 # Invariant 2: one execution per schedule occurrence, claimed by INSERT ... ON CONFLICT.
 # Partial, so that manual runs and retries of the same instant are never refused.
-OCCURRENCE_WHERE = executions.c.trigger.in_([trigger.value for trigger in OCCURRENCE_TRIGGERS])
+# Literal SQL rather than a bound IN list: the predicate must render identically in the
+# index, in ON CONFLICT targets, and in statements executed for many rows at once.
+OCCURRENCE_WHERE = sa.text(
+    '"trigger" IN ({})'.format(", ".join(f"'{t.value}'" for t in OCCURRENCE_TRIGGERS))
+)
 sa.Index(
     "uq_executions_occurrence",
     executions.c.job_id,

@@ -26,7 +26,7 @@ from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.executions import execution_from_row
 from gql_scheduler.store.tables import OCCURRENCE_WHERE, execution_output, executions
 
-_EVENT_OF_STATUS = {
+EVENT_OF_STATUS = {
     ExecutionStatus.QUEUED: ExecutionEventType.QUEUED,
     ExecutionStatus.RUNNING: ExecutionEventType.STARTED,
     ExecutionStatus.SUCCEEDED: ExecutionEventType.SUCCEEDED,
@@ -72,7 +72,7 @@ class TransitionRepository:
         event: ExecutionEventType | None = None,
     ) -> Execution | None:
         """Insert an execution; an occurrence already claimed gives None (invariant 2)."""
-        values = _insert_values(new, now)
+        values = insert_values(new, now)
         if new.trigger in OCCURRENCE_TRIGGERS:
             statement: Any = self._insert_on_conflict(values)
         else:
@@ -82,7 +82,7 @@ class TransitionRepository:
             return None
         execution = execution_from_row(row)
         await self.events.append_execution_event(
-            event or _EVENT_OF_STATUS[new.status], execution, at=now
+            event or EVENT_OF_STATUS[new.status], execution, at=now
         )
         return execution
 
@@ -119,7 +119,7 @@ class TransitionRepository:
         """RUNNING -> terminal, only while this instance still owns it."""
         return await self._transition(
             execution_id,
-            _EVENT_OF_STATUS[outcome.status],
+            EVENT_OF_STATUS[outcome.status],
             where=sa.and_(
                 executions.c.status == ExecutionStatus.RUNNING.value,
                 executions.c.instance == instance,
@@ -141,7 +141,7 @@ class TransitionRepository:
         """QUEUED -> SKIPPED or CANCELLED without running."""
         return await self._transition(
             execution_id,
-            _EVENT_OF_STATUS[status],
+            EVENT_OF_STATUS[status],
             where=executions.c.status == ExecutionStatus.QUEUED.value,
             now=now,
             values={"status": status.value, "finished_at": now, "error": error},
@@ -294,7 +294,7 @@ class TransitionRepository:
         return [str(value) for value in (await self.connection.scalars(query)).all()]
 
 
-def _insert_values(new: NewExecution, now: datetime) -> dict[str, Any]:
+def insert_values(new: NewExecution, now: datetime) -> dict[str, Any]:
     terminal = new.status.is_terminal
     return {
         "job_id": new.job_id,
