@@ -24,7 +24,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gql_scheduler.app import Container, build_container
 from gql_scheduler.domain.actions import HandlerAction
 from gql_scheduler.domain.jobs import Job, JobSpec, JobState
-from gql_scheduler.domain.schedules import CronSchedule, IntervalSchedule, Schedule
+from gql_scheduler.domain.schedules import (
+    CronSchedule,
+    IntervalSchedule,
+    Schedule,
+    upcoming_runs,
+)
 from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
 from gql_scheduler.store.jobs import JobRepository
@@ -76,6 +81,7 @@ def bench_settings(folder: Path, **overrides: object) -> Settings:
 
 def noop_job(name: str, schedule: Schedule, now: datetime) -> Job:
     spec = JobSpec(name=name, schedules=(schedule,), action=HandlerAction("noop"))
+    (first,) = upcoming_runs(spec.schedules, after=now, count=1)
     return Job(
         id=str(uuid.uuid4()),
         spec=spec,
@@ -83,16 +89,14 @@ def noop_job(name: str, schedule: Schedule, now: datetime) -> Job:
         created_at=now,
         updated_at=now,
         watermark=now,
-        next_run_at=now,
+        next_run_at=first,
     )
 
 
 async def insert_jobs(container: Container, jobs: Sequence[Job]) -> None:
     for start in range(0, len(jobs), 5000):
         async with container.database.write() as connection:
-            repository = JobRepository(connection)
-            for job in jobs[start : start + 5000]:
-                await repository.insert(job)
+            await JobRepository(connection).insert_many(jobs[start : start + 5000])
 
 
 def spread_interval_jobs(count: int, every: float, now: datetime) -> list[Job]:

@@ -58,7 +58,7 @@ class ExecutionService:
             )
             execution = await TransitionRepository(connection).insert(new, now=now)
         assert execution is not None  # manual runs are never deduplicated
-        self.dispatcher.submit(execution.id, force=force)
+        self.dispatcher.submit(execution.id, execution.job_id, force=force)
         return await self._settled(execution)
 
     async def cancel_execution(self, execution_id: str) -> Execution:
@@ -97,7 +97,7 @@ class ExecutionService:
                 retry_of(execution, run_after=now), now=now, event=ExecutionEventType.QUEUED
             )
         assert retry is not None
-        self.dispatcher.submit(retry.id, force=True)
+        self.dispatcher.submit(retry.id, retry.job_id, force=True)
         return await self._settled(retry)
 
     async def backfill_job(self, job_id: str, start: datetime, end: datetime) -> list[Execution]:
@@ -122,7 +122,8 @@ class ExecutionService:
                 if execution is not None:
                     created.append(execution)
         if created:
-            self.dispatcher.submit(created[0].id)  # the rest follow it, one at a time
+            # The rest follow it, one at a time.
+            self.dispatcher.submit(created[0].id, created[0].job_id)
         return created
 
     async def stats(self, job_id: str, since: datetime | None) -> ExecutionStats:

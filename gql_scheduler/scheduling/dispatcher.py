@@ -20,7 +20,7 @@ from gql_scheduler.domain.executions import Execution, ExecutionStatus
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.scheduling.batching import GroupCommitter
 from gql_scheduler.scheduling.finishes import Finisher, FinishRequest
-from gql_scheduler.scheduling.starts import StartRequest, StartResult, start_batch
+from gql_scheduler.scheduling.starts import JobCache, StartRequest, StartResult, start_batch
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.transitions import Outcome, TransitionRepository
 
@@ -71,6 +71,7 @@ class Dispatcher:
         self._decided: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._job_cache = JobCache()
         finisher = Finisher(database, clock, settings.instance, random_unit)
         # For the runs cut short by a stop, which must not wait in a batch being cancelled.
         self._finisher_direct = finisher
@@ -87,16 +88,17 @@ class Dispatcher:
             instance=self.settings.instance,
             lease_seconds=self.settings.lease_seconds,
             clock=self.clock,
+            job_cache=self._job_cache,
         )
 
     # ------------------------------------------------------------------ starting
-    def submit(self, execution_id: str, *, force: bool = False) -> None:
+    def submit(self, execution_id: str, job_id: str, *, force: bool = False) -> None:
         """Try to start a QUEUED execution as soon as a slot is free (fire and forget)."""
         if self._stopping or execution_id in self._pending or execution_id in self._runs:
             return
         self._pending.add(execution_id)
         self._decided.setdefault(execution_id, asyncio.Event())
-        self.spawn(self._start_and_run(execution_id, force))
+        self.spawn(self._start_and_run(StartRequest(execution_id, job_id, force)))
 
     async def wait_started(self, execution_id: str) -> None:
         """Until the submitted execution's start was decided."""
@@ -104,10 +106,10 @@ class Dispatcher:
         if decided is not None:
             await decided.wait()
 
-    def submit_at(self, execution_id: str, at: datetime) -> None:
+    def submit_at(self, execution_id: str, job_id: str, at: datetime) -> None:
         delay = max((at - self.clock.now()).total_seconds(), 0.0)
         loop = asyncio.get_running_loop()
-        loop.call_later(delay, self.submit, execution_id)
+        loop.call_later(delay, self.submit, execution_id, job_id)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coroutine)
@@ -115,21 +117,22 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _start_and_run(self, execution_id: str, force: bool) -> None:
+    async def _start_and_run(self, request: StartRequest) -> None:
+        execution_id = request.execution_id
         try:
             async with self._slots:
                 if self._stopping:
                     return
-                started = await self._starts.submit(StartRequest(execution_id, force))
+                started = await self._starts.submit(request)
                 if started.execution is None or started.job is None:
                     if started.waiting:
-                        self._waited_on.add(await self._job_of(execution_id))
+                        self._waited_on.add(request.job_id)
                     self._mark_decided(execution_id)
                     if started.cancel_ids:
                         await self.cancel_local(started.cancel_ids, REPLACED)
                         # Those runs have ended (if they were ours): decide again now.
                         self._pending.discard(execution_id)
-                        self.submit(execution_id)
+                        self.submit(execution_id, request.job_id)
                     return
                 self._pending.discard(execution_id)
                 self._mark_decided(execution_id)
@@ -214,20 +217,15 @@ class Dispatcher:
             FinishRequest(execution, job, outcome, collector.chunks)
         )
         if retry is not None:
-            self.submit_at(retry.id, retry.run_after or self.clock.now())
-
-    async def _job_of(self, execution_id: str) -> str:
-        async with self.database.read() as connection:
-            execution = await TransitionRepository(connection).get(execution_id)
-        return execution.job_id if execution else ""
+            self.submit_at(retry.id, retry.job_id, retry.run_after or self.clock.now())
 
     async def kick_job(self, job_id: str) -> None:
         async with self.database.read() as connection:
             waiting = await TransitionRepository(connection).startable(
                 now=self.clock.now(), limit=10, job_id=job_id
             )
-        for execution_id in waiting:
-            self.submit(execution_id)
+        for execution_id, waiting_job_id in waiting:
+            self.submit(execution_id, waiting_job_id)
 
     # ------------------------------------------------------------------ cancelling
     def is_running_here(self, execution_id: str) -> bool:

@@ -100,12 +100,14 @@ class Engine:
         """Catch up on what was missed since the watermark, then arm the timer."""
         now = self.clock.now()
         grace = timedelta(seconds=self.settings.misfire_grace_seconds)
-        if job.next_run_at is None or job.next_run_at < now - grace:
+        stale = job.next_run_at is None or job.next_run_at < now - grace
+        if stale and occurrences.missed_occurrences(job, now=now, grace=grace):
             policy = job.spec.misfire_policy or self.settings.default_misfire_policy
             for execution in await occurrences.catch_up(
                 self.database, job, now=now, grace=grace, policy=policy
             ):
-                self.dispatcher.submit(execution.id)
+                self.dispatcher.submit(execution.id, execution.job_id)
+            # The catch-up moved the watermark, and may have completed the job.
             async with self.database.read() as connection:
                 refreshed = await JobRepository(connection).get(job.id)
             if refreshed is None or refreshed.state is not JobState.ACTIVE:
@@ -153,7 +155,7 @@ class Engine:
     async def _claim(self, due: list[tuple[Job, datetime]]) -> None:
         claimed = await occurrences.claim_occurrences(self.database, due, now=self.clock.now())
         for execution in claimed:
-            self.dispatcher.submit(execution.id)
+            self.dispatcher.submit(execution.id, execution.job_id)
 
     # ------------------------------------------------------------------ safety nets
     async def _reconcile(self) -> None:
@@ -177,12 +179,12 @@ class Engine:
             startable = await TransitionRepository(connection).startable(
                 now=self.clock.now(), limit=200
             )
-        for execution_id in startable:
-            self.dispatcher.submit(execution_id)
+        for execution_id, job_id in startable:
+            self.dispatcher.submit(execution_id, job_id)
 
     async def _recover_leases(self) -> None:
         for retry in await recover_expired_leases(self.database, now=self.clock.now()):
-            self.dispatcher.submit(retry.id)
+            self.dispatcher.submit(retry.id, retry.job_id)
 
     def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         async def loop() -> None:

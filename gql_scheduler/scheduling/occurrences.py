@@ -13,7 +13,7 @@ from gql_scheduler.domain.executions import Execution, ExecutionStatus, Executio
 from gql_scheduler.domain.jobs import Job, JobState
 from gql_scheduler.domain.misfires import MISFIRE_ERROR, MisfireOutcome, plan_misfires
 from gql_scheduler.domain.policies import MisfirePolicy
-from gql_scheduler.store.batches import BatchTransitions
+from gql_scheduler.store.batches import BatchTransitions, Claimed
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.jobs import JobRepository
@@ -44,7 +44,7 @@ def next_occurrence(job: Job, after: datetime) -> datetime | None:
 
 async def claim_occurrences(
     database: Database, due: Sequence[tuple[Job, datetime]], *, now: datetime
-) -> list[Execution]:
+) -> list[Claimed]:
     """Claim a batch of due occurrences in one transaction (group commit); the winners."""
     async with database.write() as connection:
         jobs = JobRepository(connection)
@@ -64,7 +64,7 @@ async def claim_occurrences(
             now=now,
         )
         # Only the winner of a claim advances the job (another instance did for the rest).
-        won = {(execution.job_id, execution.scheduled_for) for execution in claimed}
+        won = {(claim.job_id, claim.scheduled_for) for claim in claimed}
         fired = [(job, at) for job, at in live if (job.id, at) in won]
         await record_fired_many(connection, fired, now=now)
     return claimed

@@ -7,6 +7,7 @@ the same batch see each other.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ JOB_GONE_ERROR = "cancelled: the job was deleted"
 @dataclass(frozen=True, slots=True)
 class StartRequest:
     execution_id: str
+    job_id: str
     force: bool = False
 
 
@@ -75,6 +77,27 @@ class OverlapBoard:
             self.queued[execution.job_id].pop(execution.id, None)
 
 
+class JobCache:
+    """Jobs by id, reloaded only when their version moved: a start batch then costs one
+    small locking query for its jobs instead of reading and decoding every job row."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    async def current(self, jobs: JobRepository, job_ids: list[str]) -> dict[str, Job]:
+        """The jobs that exist, as stored now (their rows locked on PostgreSQL)."""
+        versions = await jobs.lock_versions(job_ids)
+        for job_id in set(job_ids) - set(versions):
+            self._jobs.pop(job_id, None)  # deleted
+        stale = [
+            job_id
+            for job_id, version in versions.items()
+            if job_id not in self._jobs or self._jobs[job_id].version != version
+        ]
+        self._jobs.update(await jobs.get_many(stale))
+        return {job_id: self._jobs[job_id] for job_id in versions}
+
+
 async def start_batch(
     database: Database,
     requests: list[StartRequest],
@@ -82,48 +105,69 @@ async def start_batch(
     instance: str,
     lease_seconds: float,
     clock: Clock,
+    job_cache: JobCache,
 ) -> list[StartResult]:
+    job_ids = sorted({request.job_id for request in requests})
     async with database.write() as connection:
         batch = BatchTransitions(connection)
-        found = await batch.get_many(request.execution_id for request in requests)
-        queued = {key: e for key, e in found.items() if e.status is ExecutionStatus.QUEUED}
         # Locks the jobs' rows on PostgreSQL so that instances deciding overlap for the same
         # job take turns (SQLite's write transactions already do).
-        jobs = await JobRepository(connection).get_many(
-            sorted({e.job_id for e in queued.values()}), for_update=True
-        )
+        jobs = await job_cache.current(JobRepository(connection), job_ids)
         # The clock is read once the locks are held: a start stamped with a time from
         # before waiting for them could precede the end of the run it waited for.
         now = clock.now()
-        board = OverlapBoard(await batch.unfinished_of_jobs(jobs), now)
+        unfinished = await batch.unfinished_of_jobs(job_ids)
+        requested = {request.execution_id for request in requests}
+        queued = {
+            e.id: e for e in unfinished if e.id in requested and e.status is ExecutionStatus.QUEUED
+        }
+        board = OverlapBoard(unfinished, now)
         decisions = _decide_all(requests, queued, jobs, board)
         cancel_ids = await _request_cancels(
             TransitionRepository(connection), decisions, queued, board
         )
-        started = await batch.start(
+        lease_until = now + timedelta(seconds=lease_seconds)
+        started_ids = await batch.start(
             [key for key, d in decisions.items() if d is OverlapDecision.START],
             instance=instance,
-            lease_until=now + timedelta(seconds=lease_seconds),
+            lease_until=lease_until,
             now=now,
         )
         skip = [key for key, d in decisions.items() if d is OverlapDecision.SKIP]
         await batch.end_queued(skip, ExecutionStatus.SKIPPED, error=SKIPPED_ERROR, now=now)
         gone = [key for key, e in queued.items() if e.job_id not in jobs]
         await batch.end_queued(gone, ExecutionStatus.CANCELLED, error=JOB_GONE_ERROR, now=now)
-        await JobRepository(connection).record_started(sorted({e.job_id for e in started}), at=now)
-    by_id = {execution.id: execution for execution in started}
-    return [
-        StartResult(
-            execution=by_id.get(request.execution_id),
-            job=jobs.get(by_id[request.execution_id].job_id)
-            if request.execution_id in by_id
-            else None,
-            cancel_ids=cancel_ids.get(request.execution_id, []),
-            waiting=decisions.get(request.execution_id)
-            in (OverlapDecision.WAIT, OverlapDecision.CANCEL_RUNNING),
+        started = {
+            key: dataclasses.replace(
+                queued[key],
+                status=ExecutionStatus.RUNNING,
+                instance=instance,
+                started_at=now,
+                lease_until=lease_until,
+            )
+            for key in started_ids
+        }
+        await JobRepository(connection).record_started(
+            sorted({e.job_id for e in started.values()}), at=now
         )
-        for request in requests
-    ]
+    return [_result(request, started, jobs, decisions, cancel_ids) for request in requests]
+
+
+def _result(
+    request: StartRequest,
+    started: dict[str, Execution],
+    jobs: dict[str, Job],
+    decisions: dict[str, OverlapDecision],
+    cancel_ids: dict[str, list[str]],
+) -> StartResult:
+    execution = started.get(request.execution_id)
+    return StartResult(
+        execution=execution,
+        job=jobs.get(request.job_id) if execution else None,
+        cancel_ids=cancel_ids.get(request.execution_id, []),
+        waiting=decisions.get(request.execution_id)
+        in (OverlapDecision.WAIT, OverlapDecision.CANCEL_RUNNING),
+    )
 
 
 def _decide_all(

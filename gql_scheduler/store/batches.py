@@ -29,6 +29,13 @@ CHUNK = 400
 
 
 @dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    job_id: str
+    scheduled_for: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     execution: Execution
     outcome: Outcome
@@ -38,7 +45,7 @@ class BatchTransitions:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
 
-    async def claim(self, new: Sequence[NewExecution], *, now: datetime) -> list[Execution]:
+    async def claim(self, new: Sequence[NewExecution], *, now: datetime) -> list[Claimed]:
         """Insert occurrences; those already claimed (by anyone) are left out."""
         if not new:
             return []
@@ -49,15 +56,12 @@ class BatchTransitions:
             .on_conflict_do_nothing(
                 index_elements=["job_id", "scheduled_for"], index_where=OCCURRENCE_WHERE
             )
-            .returning(executions)
+            .returning(executions.c.id, executions.c.job_id, executions.c.scheduled_for)
         )
-        rows = (
-            (await self.connection.execute(statement, [insert_values(item, now) for item in new]))
-            .mappings()
-            .all()
-        )
-        claimed = [execution_from_row(row) for row in rows]
-        await self.append_events([(EVENT_OF_STATUS[item.status], item) for item in claimed], at=now)
+        rows = await self.connection.execute(statement, [insert_values(item, now) for item in new])
+        claimed = [Claimed(str(row.id), row.job_id, row.scheduled_for) for row in rows]
+        event = ExecutionEventType.QUEUED
+        await self._append_event_rows([(event, c.job_id, c.id) for c in claimed], at=now)
         return claimed
 
     async def get_many(self, execution_ids: Iterable[str]) -> dict[str, Execution]:
@@ -82,17 +86,31 @@ class BatchTransitions:
 
     async def start(
         self, execution_ids: Sequence[str], *, instance: str, lease_until: datetime, now: datetime
-    ) -> list[Execution]:
-        """QUEUED -> RUNNING for those still QUEUED; the others started elsewhere."""
+    ) -> list[str]:
+        """QUEUED -> RUNNING for those still QUEUED (the others started elsewhere): their ids."""
         values = {
             "status": ExecutionStatus.RUNNING.value,
             "instance": instance,
             "lease_until": lease_until,
             "started_at": now,
         }
-        started = await self._update_queued(execution_ids, values)
-        await self.append_events(((ExecutionEventType.STARTED, item) for item in started), at=now)
-        return started
+        started: list[tuple[str, str]] = []
+        for part in _chunks([int(value) for value in execution_ids]):
+            statement = (
+                executions.update()
+                .where(
+                    executions.c.id.in_(part),
+                    executions.c.status == ExecutionStatus.QUEUED.value,
+                )
+                .values(**values)
+                .returning(executions.c.id, executions.c.job_id)
+            )
+            rows = (await self.connection.execute(statement)).all()
+            started.extend((str(row.id), row.job_id) for row in rows)
+        await self._append_event_rows(
+            [(ExecutionEventType.STARTED, job_id, key) for key, job_id in started], at=now
+        )
+        return [key for key, _ in started]
 
     async def end_queued(
         self, execution_ids: Sequence[str], status: ExecutionStatus, *, error: str, now: datetime
@@ -164,16 +182,22 @@ class BatchTransitions:
     async def append_events(
         self, items: Iterable[tuple[ExecutionEventType, Execution]], *, at: datetime
     ) -> None:
+        await self._append_event_rows(
+            [(event_type, item.job_id, item.id) for event_type, item in items], at=at
+        )
+
+    async def _append_event_rows(
+        self, items: Sequence[tuple[ExecutionEventType, str, str]], *, at: datetime
+    ) -> None:
         rows = [
             {
                 "kind": EventKind.EXECUTION.value,
                 "type": event_type.value,
                 "at": at,
-                "job_id": execution.job_id,
-                "execution_id": int(execution.id),
-                "payload": {"attempt": execution.attempt},
+                "job_id": job_id,
+                "execution_id": int(execution_id),
             }
-            for event_type, execution in items
+            for event_type, job_id, execution_id in items
         ]
         if rows:
             await self.connection.execute(events.insert(), rows)

@@ -35,6 +35,20 @@ class JobRepository:
             raise _name_taken(job.spec.name) from error
         await self._insert_tags(job.id, job.spec.tags)
 
+    async def insert_many(self, new_jobs: Sequence[Job]) -> None:
+        """Bulk insert (imports, benchmarks); a duplicate name fails the whole batch."""
+        if not new_jobs:
+            return
+        try:
+            await self.connection.execute(
+                jobs.insert(), [{"id": job.id, **_row_values(job)} for job in new_jobs]
+            )
+        except sa.exc.IntegrityError as error:
+            raise NameTaken("a job name in the batch is already taken", field=["name"]) from error
+        tags = [{"job_id": job.id, "tag": tag} for job in new_jobs for tag in job.spec.tags]
+        if tags:
+            await self.connection.execute(job_tags.insert(), tags)
+
     async def update(self, job: Job) -> None:
         """Store `job`, whose `version` is one more than the stored row's."""
         if await self._name_exists(job.spec.name, except_id=job.id):
@@ -113,6 +127,19 @@ class JobRepository:
             return {}
         query = sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(set(job_ids)))
         return {row.id: JobState(row.state) for row in (await self.connection.execute(query))}
+
+    async def lock_versions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """The jobs' versions, their rows locked on PostgreSQL (in id order: no deadlock)."""
+        if not job_ids:
+            return {}
+        query = (
+            sa.select(jobs.c.id, jobs.c.version)
+            .where(jobs.c.id.in_(set(job_ids)))
+            .order_by(jobs.c.id)
+        )
+        if self.connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return {row.id: row.version for row in await self.connection.execute(query)}
 
     async def versions(self) -> dict[str, tuple[JobState, int]]:
         """Every job's state and version: what the reconcile loop compares with its timers."""
@@ -200,15 +227,15 @@ class JobRepository:
 
     async def _tags_of(self, job_ids: Sequence[str]) -> dict[str, list[str]]:
         tags: dict[str, list[str]] = {job_id: [] for job_id in job_ids}
-        if not job_ids:
-            return tags
-        query = (
-            sa.select(job_tags.c.job_id, job_tags.c.tag)
-            .where(job_tags.c.job_id.in_(job_ids))
-            .order_by(job_tags.c.job_id, job_tags.c.tag)
-        )
-        for job_id, tag in (await self.connection.execute(query)).all():
-            tags[job_id].append(tag)
+        # In slices: SQLite caps the number of bound values in one statement.
+        for start in range(0, len(job_ids), 10_000):
+            query = (
+                sa.select(job_tags.c.job_id, job_tags.c.tag)
+                .where(job_tags.c.job_id.in_(job_ids[start : start + 10_000]))
+                .order_by(job_tags.c.job_id, job_tags.c.tag)
+            )
+            for job_id, tag in (await self.connection.execute(query)).all():
+                tags[job_id].append(tag)
         return tags
 
 

@@ -96,45 +96,6 @@ class TransitionRepository:
             )
         )
 
-    async def start(
-        self, execution_id: str, *, instance: str, lease_until: datetime, now: datetime
-    ) -> Execution | None:
-        """QUEUED -> RUNNING under this instance's lease; None when another got there first."""
-        return await self._transition(
-            execution_id,
-            ExecutionEventType.STARTED,
-            where=executions.c.status == ExecutionStatus.QUEUED.value,
-            now=now,
-            values={
-                "status": ExecutionStatus.RUNNING.value,
-                "instance": instance,
-                "lease_until": lease_until,
-                "started_at": now,
-            },
-        )
-
-    async def finish(
-        self, execution_id: str, outcome: Outcome, *, instance: str, now: datetime
-    ) -> Execution | None:
-        """RUNNING -> terminal, only while this instance still owns it."""
-        return await self._transition(
-            execution_id,
-            EVENT_OF_STATUS[outcome.status],
-            where=sa.and_(
-                executions.c.status == ExecutionStatus.RUNNING.value,
-                executions.c.instance == instance,
-            ),
-            now=now,
-            values={
-                "status": outcome.status.value,
-                "finished_at": now,
-                "result_code": outcome.result_code,
-                "output": outcome.output,
-                "error": outcome.error,
-                "lease_until": None,
-            },
-        )
-
     async def end_queued(
         self, execution_id: str, status: ExecutionStatus, *, now: datetime, error: str | None
     ) -> Execution | None:
@@ -243,45 +204,12 @@ class TransitionRepository:
             .values(cancel_requested=True)
         )
 
-    async def live_counts(self, job_id: str, *, now: datetime, exclude_id: str) -> tuple[int, int]:
-        """(running with a live lease, waiting in the queue) for the job, other than one."""
-        others = sa.and_(executions.c.job_id == job_id, executions.c.id != int(exclude_id))
-        running = sa.and_(
-            executions.c.status == ExecutionStatus.RUNNING.value, executions.c.lease_until >= now
-        )
-        waiting = sa.and_(
-            executions.c.status == ExecutionStatus.QUEUED.value,
-            sa.or_(executions.c.run_after.is_(None), executions.c.run_after <= now),
-            executions.c.id < int(exclude_id),
-        )
-        query = sa.select(sa.func.count().filter(running), sa.func.count().filter(waiting)).where(
-            others
-        )
-        row = (await self.connection.execute(query)).one()
-        return int(row[0]), int(row[1])
-
-    async def older_queued(self, execution: Execution, *, trigger: ExecutionTrigger) -> int:
-        """QUEUED executions of the same job and trigger queued before this one."""
-        query = sa.select(sa.func.count()).where(
-            executions.c.job_id == execution.job_id,
-            executions.c.trigger == trigger.value,
-            executions.c.status == ExecutionStatus.QUEUED.value,
-            executions.c.id < int(execution.id),
-        )
-        return int(await self.connection.scalar(query) or 0)
-
-    async def running_ids(self, job_id: str, *, now: datetime) -> list[str]:
-        query = sa.select(executions.c.id).where(
-            executions.c.job_id == job_id,
-            executions.c.status == ExecutionStatus.RUNNING.value,
-            executions.c.lease_until >= now,
-        )
-        return [str(value) for value in (await self.connection.scalars(query)).all()]
-
-    async def startable(self, *, now: datetime, limit: int, job_id: str | None = None) -> list[str]:
-        """QUEUED executions whose time has come, oldest first (the sweeper's list)."""
+    async def startable(
+        self, *, now: datetime, limit: int, job_id: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(id, job id) of QUEUED executions whose time has come, oldest first."""
         query = (
-            sa.select(executions.c.id)
+            sa.select(executions.c.id, executions.c.job_id)
             .where(
                 executions.c.status == ExecutionStatus.QUEUED.value,
                 sa.or_(executions.c.run_after.is_(None), executions.c.run_after <= now),
@@ -291,7 +219,7 @@ class TransitionRepository:
         )
         if job_id is not None:
             query = query.where(executions.c.job_id == job_id)
-        return [str(value) for value in (await self.connection.scalars(query)).all()]
+        return [(str(row.id), row.job_id) for row in await self.connection.execute(query)]
 
 
 def insert_values(new: NewExecution, now: datetime) -> dict[str, Any]:
