@@ -11,10 +11,11 @@ import resource
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
@@ -34,6 +35,8 @@ from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.tables import executions
+
+T = TypeVar("T")
 
 # Runs in the first moments measure start-up, not the steady state.
 WARM_UP_SECONDS = 2.0
@@ -194,10 +197,15 @@ async def engine_load(jobs: int) -> tuple[float, float]:
     return elapsed, peak_rss_mb()
 
 
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """On asyncio's own loop, as `gql-scheduler serve` runs (uvicorn is told so)."""
+    return asyncio.run(coroutine)
+
+
 def run_fire(jobs: int, seconds: float, every: float) -> str:
     # The baseline first: peak RSS only grows, so each figure is then its own peak.
-    ceiling = asyncio.run(baseline_fire(jobs, seconds, every))
-    ours = asyncio.run(engine_fire(jobs, seconds, every))
+    ceiling = _run(baseline_fire(jobs, seconds, every))
+    ours = _run(engine_fire(jobs, seconds, every))
     ratio = ours.per_second / ceiling.per_second if ceiling.per_second else float("nan")
     return "\n".join(
         [
@@ -212,7 +220,7 @@ def run_fire(jobs: int, seconds: float, every: float) -> str:
 
 
 def run_load(jobs: int) -> str:
-    seconds, rss = asyncio.run(engine_load(jobs))
+    seconds, rss = _run(engine_load(jobs))
     return (
         f"bench load: {jobs} active cron jobs loaded and armed in {seconds:.2f} s, "
         f"peak RSS {rss:.0f} MB"

@@ -23,6 +23,7 @@ from gql_scheduler.domain.schedules import (
     iter_fire_times,
     jitter_offset,
     next_fire_time,
+    next_run_after,
     schedule_from_dict,
     schedule_to_dict,
     upcoming_runs,
@@ -561,3 +562,37 @@ def test_malformed_dict_is_refused(data: dict[str, object]) -> None:
 
 def test_cron_expression_type_is_exported() -> None:
     assert isinstance(parse_cron("@daily", "UTC"), CronExpression)
+
+
+@pytest.mark.parametrize(
+    ("items", "after", "start_at", "end_at"),
+    [
+        (
+            [CronSchedule("0 9 * * 1"), CronSchedule("30 8 * * *")],
+            utc("2026-11-22 00:00:00"),
+            None,
+            None,
+        ),
+        (
+            [
+                IntervalSchedule(7.5, utc("2026-01-01 00:00:00")),
+                OnceSchedule(utc("2026-11-22 00:00:03")),
+            ],
+            utc("2026-11-22 00:00:00"),
+            None,
+            None,
+        ),
+        ([CronSchedule("* * * * *")], utc("2026-11-22 00:00:00"), utc("2026-11-23 05:00:00"), None),
+        ([CronSchedule("0 0 * * *")], utc("2026-11-22 00:00:00"), None, utc("2026-11-22 12:00:00")),
+        ([OnceSchedule(utc("2026-11-21 00:00:00"))], utc("2026-11-22 00:00:00"), None, None),
+    ],
+)
+def test_next_run_after_is_the_first_upcoming_run(
+    items: list[Schedule],
+    after: datetime,
+    start_at: datetime | None,
+    end_at: datetime | None,
+) -> None:
+    expected = upcoming_runs(items, after=after, count=1, start_at=start_at, end_at=end_at)
+    found = next_run_after(items, after=after, start_at=start_at, end_at=end_at)
+    assert found == (expected[0] if expected else None)

@@ -151,6 +151,27 @@ def _fire_times(schedule: Schedule, after: datetime) -> Iterator[datetime]:
         instant = next_fire_time(schedule, after=instant)
 
 
+def next_run_after(
+    schedules: Sequence[Schedule],
+    *,
+    after: datetime,
+    start_at: datetime | None = None,
+    end_at: datetime | None = None,
+) -> datetime | None:
+    """The union's first instant: `iter_fire_times`' first item, without its generators.
+
+    On the engine's hot path (each timer asks twice per fire), so it only takes a minimum.
+    """
+    check_aware(after, "after")
+    if start_at is not None:
+        after = max(after, start_at - _MICROSECOND)
+    candidates = [next_fire_time(schedule, after=after) for schedule in schedules]
+    earliest = min((c for c in candidates if c is not None), default=None)
+    if earliest is None or (end_at is not None and earliest > end_at):
+        return None
+    return earliest
+
+
 def upcoming_runs(
     schedules: Sequence[Schedule],
     *,

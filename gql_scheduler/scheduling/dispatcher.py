@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from gql_scheduler.actions.base import ActionRunner
 from gql_scheduler.actions.output import OutputCollector
 from gql_scheduler.domain.clock import Clock
@@ -20,7 +22,13 @@ from gql_scheduler.domain.executions import Execution, ExecutionStatus
 from gql_scheduler.scheduling.batching import GroupCommitter
 from gql_scheduler.scheduling.finishes import Finisher, FinishRequest
 from gql_scheduler.scheduling.runs import Run, run_action
-from gql_scheduler.scheduling.starts import JobCache, StartRequest, StartResult, start_batch
+from gql_scheduler.scheduling.starts import (
+    JobCache,
+    StartRequest,
+    StartResult,
+    decide_starts,
+    start_batch,
+)
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.transitions import Outcome, TransitionRepository
 
@@ -28,6 +36,32 @@ log = logging.getLogger("gql_scheduler.dispatcher")
 
 REPLACED = "cancelled: a newer run of the job replaced it"
 MAX_START_BATCH = 500
+
+
+class InlineStarter:
+    """Start decisions made inside another transaction, within the free slots."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    async def __call__(
+        self, connection: AsyncConnection, requests: list[StartRequest]
+    ) -> list[StartResult | None]:
+        dispatcher = self.dispatcher
+        take = requests[: max(dispatcher._free_slots(), 0)]
+        dispatcher._reserved += len(take)
+        try:
+            results = await decide_starts(
+                connection,
+                take,
+                instance=dispatcher.settings.instance,
+                lease_seconds=dispatcher.settings.lease_seconds,
+                clock=dispatcher.clock,
+                job_cache=dispatcher._job_cache,
+            )
+        finally:
+            dispatcher._reserved -= len(take)
+        return [*results, *([None] * (len(requests) - len(take)))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +89,9 @@ class Dispatcher:
         self.clock = clock
         self.settings = settings
         self._runs: dict[str, Run] = {}
+        # Slots promised to start batches in flight, so that two of them cannot both fill
+        # the same free slots.
+        self._reserved = 0
         # Waiting for a start decision, in arrival order; one task decides them in batches.
         self._queued: dict[str, StartRequest] = {}
         self._starter: asyncio.Task[None] | None = None
@@ -104,20 +141,39 @@ class Dispatcher:
     async def _start_queued(self) -> None:
         """Decide queued starts in batches of at most the free slots; ends wake it again."""
         while self._queued and not self._stopping:
-            free = self.settings.max_concurrent - len(self._runs)
+            free = self._free_slots()
             if free <= 0:
                 return
-            batch = [
-                self._queued.pop(key) for key in list(self._queued)[: min(free, MAX_START_BATCH)]
-            ]
+            keys = list(self._queued)[: min(free, MAX_START_BATCH)]
+            batch = [self._queued.pop(key) for key in keys]
+            self._reserved += len(batch)
             try:
                 results = await self._start_many(batch)
             except Exception:
                 # The executions stay QUEUED in the store; the sweeper submits them again.
                 log.exception("starting failed", extra={"action": "start_failed"})
                 results = [StartResult() for _ in batch]
+            finally:
+                self._reserved -= len(batch)
             for request, result in zip(batch, results, strict=True):
                 self._started(request, result)
+
+    def _free_slots(self) -> int:
+        return self.settings.max_concurrent - len(self._runs) - self._reserved
+
+    def inline_starter(self) -> InlineStarter | None:
+        """Lets a claim decide its winners' starts in its own transaction (one transaction
+        less per run); None while earlier runs wait for a slot, to keep their turn."""
+        if self._queued or self._stopping or self._free_slots() <= 0:
+            return None
+        return InlineStarter(self)
+
+    def accept(self, request: StartRequest, result: StartResult | None) -> None:
+        """After the claim's commit: run what started; submit what was not decided."""
+        if result is None:
+            self.submit(request.execution_id, request.job_id, force=request.force)
+        else:
+            self._started(request, result)
 
     async def _start_many(self, requests: list[StartRequest]) -> list[StartResult]:
         return await start_batch(

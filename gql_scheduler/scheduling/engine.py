@@ -153,9 +153,11 @@ class Engine:
         await self._claim([(job, scheduled_for)])
 
     async def _claim(self, due: list[tuple[Job, datetime]]) -> None:
-        claimed = await occurrences.claim_occurrences(self.database, due, now=self.clock.now())
-        for execution in claimed:
-            self.dispatcher.submit(execution.id, execution.job_id)
+        claimed = await occurrences.claim_occurrences(
+            self.database, due, now=self.clock.now(), start=self.dispatcher.inline_starter()
+        )
+        for request, result in claimed:
+            self.dispatcher.accept(request, result)
 
     # ------------------------------------------------------------------ safety nets
     async def _reconcile(self) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,7 +14,8 @@ from gql_scheduler.domain.executions import Execution, ExecutionStatus, Executio
 from gql_scheduler.domain.jobs import Job, JobState
 from gql_scheduler.domain.misfires import MISFIRE_ERROR, MisfireOutcome, plan_misfires
 from gql_scheduler.domain.policies import MisfirePolicy
-from gql_scheduler.store.batches import BatchTransitions, Claimed
+from gql_scheduler.scheduling.starts import StartRequest, StartResult
+from gql_scheduler.store.batches import BatchTransitions
 from gql_scheduler.store.engine import Database
 from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.jobs import JobRepository
@@ -36,16 +38,26 @@ def occurrence_key(job_id: str, scheduled_for: datetime) -> str:
 
 def next_occurrence(job: Job, after: datetime) -> datetime | None:
     spec = job.spec
-    runs = schedules.upcoming_runs(
-        spec.schedules, after=after, count=1, start_at=spec.start_at, end_at=spec.end_at
+    return schedules.next_run_after(
+        spec.schedules, after=after, start_at=spec.start_at, end_at=spec.end_at
     )
-    return runs[0] if runs else None
+
+
+StartWithin = Callable[[AsyncConnection, list[StartRequest]], Awaitable[list[StartResult | None]]]
 
 
 async def claim_occurrences(
-    database: Database, due: Sequence[tuple[Job, datetime]], *, now: datetime
-) -> list[Claimed]:
-    """Claim a batch of due occurrences in one transaction (group commit); the winners."""
+    database: Database,
+    due: Sequence[tuple[Job, datetime]],
+    *,
+    now: datetime,
+    start: StartWithin | None = None,
+) -> list[tuple[StartRequest, StartResult | None]]:
+    """Claim a batch of due occurrences in one transaction (group commit).
+
+    Returns the winners, each with its start decision when `start` could make it in the
+    same transaction (None: still to be submitted for a start).
+    """
     async with database.write() as connection:
         jobs = JobRepository(connection)
         states = await jobs.states_of([job.id for job, _ in due])
@@ -67,7 +79,9 @@ async def claim_occurrences(
         won = {(claim.job_id, claim.scheduled_for) for claim in claimed}
         fired = [(job, at) for job, at in live if (job.id, at) in won]
         await record_fired_many(connection, fired, now=now)
-    return claimed
+        requests = [StartRequest(claim.id, claim.job_id) for claim in claimed]
+        results = await start(connection, requests) if start and requests else []
+    return list(itertools.zip_longest(requests, results[: len(requests)]))
 
 
 async def record_fired_many(

@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.executions import Execution, ExecutionStatus, ExecutionTrigger
 from gql_scheduler.domain.jobs import Job
@@ -22,6 +24,7 @@ from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
 
 SKIPPED_ERROR = "skipped: an earlier run of this job was still going"
+_QUEUEING_TRIGGERS = frozenset({ExecutionTrigger.BACKFILL, ExecutionTrigger.CATCH_UP})
 JOB_GONE_ERROR = "cancelled: the job was deleted"
 
 
@@ -62,9 +65,10 @@ class OverlapBoard:
             if int(other.id) < int(execution.id)
             and (other.run_after is None or other.run_after <= self.now)
         ]
-        if execution.trigger is ExecutionTrigger.BACKFILL:
-            # Backfilled runs queue up: one at a time, oldest first, never skipped.
-            waits = running or any(o.trigger is ExecutionTrigger.BACKFILL for o in older)
+        if execution.trigger in _QUEUEING_TRIGGERS:
+            # Backfilled and caught-up runs queue up: one at a time, oldest first, never
+            # skipped (RUN_ALL means each of them runs).
+            waits = running or any(o.trigger is execution.trigger for o in older)
             return OverlapDecision.WAIT if waits else OverlapDecision.START
         return decide_overlap(
             job.spec.overlap_policy, running=running, waiting=len(older), force=force
@@ -107,50 +111,83 @@ async def start_batch(
     clock: Clock,
     job_cache: JobCache,
 ) -> list[StartResult]:
-    job_ids = sorted({request.job_id for request in requests})
     async with database.write() as connection:
-        batch = BatchTransitions(connection)
-        # Locks the jobs' rows on PostgreSQL so that instances deciding overlap for the same
-        # job take turns (SQLite's write transactions already do).
-        jobs = await job_cache.current(JobRepository(connection), job_ids)
-        # The clock is read once the locks are held: a start stamped with a time from
-        # before waiting for them could precede the end of the run it waited for.
-        now = clock.now()
-        unfinished = await batch.unfinished_of_jobs(job_ids)
-        requested = {request.execution_id for request in requests}
-        queued = {
-            e.id: e for e in unfinished if e.id in requested and e.status is ExecutionStatus.QUEUED
-        }
-        board = OverlapBoard(unfinished, now)
-        decisions = _decide_all(requests, queued, jobs, board)
-        cancel_ids = await _request_cancels(
-            TransitionRepository(connection), decisions, queued, board
-        )
-        lease_until = now + timedelta(seconds=lease_seconds)
-        started_ids = await batch.start(
-            [key for key, d in decisions.items() if d is OverlapDecision.START],
+        return await decide_starts(
+            connection,
+            requests,
             instance=instance,
-            lease_until=lease_until,
-            now=now,
+            lease_seconds=lease_seconds,
+            clock=clock,
+            job_cache=job_cache,
         )
-        skip = [key for key, d in decisions.items() if d is OverlapDecision.SKIP]
-        await batch.end_queued(skip, ExecutionStatus.SKIPPED, error=SKIPPED_ERROR, now=now)
-        gone = [key for key, e in queued.items() if e.job_id not in jobs]
-        await batch.end_queued(gone, ExecutionStatus.CANCELLED, error=JOB_GONE_ERROR, now=now)
-        started = {
-            key: dataclasses.replace(
-                queued[key],
-                status=ExecutionStatus.RUNNING,
-                instance=instance,
-                started_at=now,
-                lease_until=lease_until,
-            )
-            for key in started_ids
-        }
-        await JobRepository(connection).record_started(
-            sorted({e.job_id for e in started.values()}), at=now
-        )
+
+
+async def decide_starts(
+    connection: AsyncConnection,
+    requests: list[StartRequest],
+    *,
+    instance: str,
+    lease_seconds: float,
+    clock: Clock,
+    job_cache: JobCache,
+) -> list[StartResult]:
+    """`start_batch` inside a transaction the caller holds (claims start their winners)."""
+    job_ids = sorted({request.job_id for request in requests})
+    batch = BatchTransitions(connection)
+    # Locks the jobs' rows on PostgreSQL so that instances deciding overlap for the same
+    # job take turns (SQLite's write transactions already do).
+    jobs = await job_cache.current(JobRepository(connection), job_ids)
+    # The clock is read once the locks are held: a start stamped with a time from before
+    # waiting for them could precede the end of the run it waited for.
+    now = clock.now()
+    unfinished = await batch.unfinished_of_jobs(job_ids)
+    requested = {request.execution_id for request in requests}
+    queued = {
+        e.id: e for e in unfinished if e.id in requested and e.status is ExecutionStatus.QUEUED
+    }
+    board = OverlapBoard(unfinished, now)
+    decisions = _decide_all(requests, queued, jobs, board)
+    cancel_ids = await _request_cancels(TransitionRepository(connection), decisions, queued, board)
+    started = await _apply(connection, decisions, queued, jobs, instance, lease_seconds, now)
     return [_result(request, started, jobs, decisions, cancel_ids) for request in requests]
+
+
+async def _apply(
+    connection: AsyncConnection,
+    decisions: dict[str, OverlapDecision],
+    queued: dict[str, Execution],
+    jobs: dict[str, Job],
+    instance: str,
+    lease_seconds: float,
+    now: datetime,
+) -> dict[str, Execution]:
+    """Write the decisions; returns the executions that started, as they now are."""
+    batch = BatchTransitions(connection)
+    lease_until = now + timedelta(seconds=lease_seconds)
+    started_ids = await batch.start(
+        [key for key, d in decisions.items() if d is OverlapDecision.START],
+        instance=instance,
+        lease_until=lease_until,
+        now=now,
+    )
+    skip = [key for key, d in decisions.items() if d is OverlapDecision.SKIP]
+    await batch.end_queued(skip, ExecutionStatus.SKIPPED, error=SKIPPED_ERROR, now=now)
+    gone = [key for key, e in queued.items() if e.job_id not in jobs]
+    await batch.end_queued(gone, ExecutionStatus.CANCELLED, error=JOB_GONE_ERROR, now=now)
+    started = {
+        key: dataclasses.replace(
+            queued[key],
+            status=ExecutionStatus.RUNNING,
+            instance=instance,
+            started_at=now,
+            lease_until=lease_until,
+        )
+        for key in started_ids
+    }
+    await JobRepository(connection).record_started(
+        sorted({e.job_id for e in started.values()}), at=now
+    )
+    return started
 
 
 def _result(

@@ -45,11 +45,12 @@ class OccurrenceTrigger(BaseTrigger):  # type: ignore[misc]
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        after = previous_fire_time or self.not_before
-        runs = schedules.upcoming_runs(
-            self.schedules, after=after, count=1, start_at=self.start_at, end_at=self.end_at
+        return schedules.next_run_after(
+            self.schedules,
+            after=previous_fire_time or self.not_before,
+            start_at=self.start_at,
+            end_at=self.end_at,
         )
-        return runs[0] if runs else None
 
     def __str__(self) -> str:
         return "occurrences"

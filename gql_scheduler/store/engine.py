@@ -35,8 +35,13 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as connection, connection.begin():
-            yield connection
+        """A read-only view. On PostgreSQL one snapshot for the whole transaction, so that
+        a page and its total count agree (SQLite's transactions already read one)."""
+        async with self.engine.connect() as connection:
+            if not self.is_sqlite:
+                connection = await connection.execution_options(isolation_level="REPEATABLE READ")
+            async with connection.begin():
+                yield connection
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
