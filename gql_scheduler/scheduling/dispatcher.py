@@ -218,10 +218,9 @@ class Dispatcher:
             except asyncio.CancelledError:
                 await asyncio.shield(self._record_interrupted(run, collector))
                 raise
-            # Shielded: once the outcome is known it is recorded, even if a stop cancels us.
-            await asyncio.shield(
-                self._finish(FinishRequest(execution, job, outcome, collector.chunks))
-            )
+            # Once handed to the group committer the outcome is recorded even if a stop
+            # cancels this task while it waits.
+            await self._finish(FinishRequest(execution, job, outcome, collector.chunks))
         finally:
             self._runs.pop(execution.id, None)
             run.done.set()

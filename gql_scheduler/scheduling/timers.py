@@ -37,20 +37,16 @@ class OccurrenceTrigger(BaseTrigger):  # type: ignore[misc]
     """The job's schedules, from its watermark on."""
 
     def __init__(self, job: Job) -> None:
-        self.schedules = job.spec.schedules
-        self.start_at = job.spec.start_at
-        self.end_at = job.spec.end_at
+        spec = job.spec
+        self.timeline = schedules.Timeline(
+            spec.schedules, start_at=spec.start_at, end_at=spec.end_at
+        )
         self.not_before = job.watermark or job.created_at
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        return schedules.next_run_after(
-            self.schedules,
-            after=previous_fire_time or self.not_before,
-            start_at=self.start_at,
-            end_at=self.end_at,
-        )
+        return self.timeline.next_after(previous_fire_time or self.not_before)
 
     def __str__(self) -> str:
         return "occurrences"
