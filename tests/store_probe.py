@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,3 +57,17 @@ async def insert_execution(
             .returning(executions.c.id)
         )
         return int(result.scalar_one())
+
+
+async def insert_lost_run(database: Database, job_id: str, *, ago: timedelta) -> int:
+    """A RUNNING execution of an instance that died: its lease expired a while ago."""
+    past = datetime.now(UTC) - ago
+    return await insert_execution(
+        database,
+        job_id,
+        past,
+        status=ExecutionStatus.RUNNING,
+        instance="ghost",
+        started_at=past,
+        lease_until=past + timedelta(seconds=1),
+    )

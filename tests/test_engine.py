@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from gql_scheduler.domain.executions import ExecutionStatus
 from tests import queries
 from tests.engine_helpers import (
     TRIGGER,
@@ -22,7 +21,7 @@ from tests.engine_helpers import (
     with_status,
 )
 from tests.graphql_client import GraphQLClient, running_client, settings_for
-from tests.store_probe import job_events
+from tests.store_probe import insert_lost_run, job_events
 
 pytestmark = pytest.mark.asyncio
 
@@ -312,22 +311,11 @@ def assert_never_overlapping(runs: list[dict[str, Any]]) -> None:
 
 async def test_a_lost_lease_is_recovered(database_url: str) -> None:
     """An execution left RUNNING by a dead instance fails, and at-least-once runs it again."""
-    from tests.store_probe import insert_execution
-
     async with running_client(settings_for(database_url, lease_seconds=0.6)) as client:
         at_least = await create_job(client, "at-least-once")
         at_most = await create_job(client, "at-most-once", delivery="AT_MOST_ONCE")
-        past = datetime.now(UTC) - timedelta(seconds=5)
         for job_id in (at_least, at_most):
-            await insert_execution(
-                client.container.database,
-                job_id,
-                past,
-                status=ExecutionStatus.RUNNING,
-                instance="ghost",
-                started_at=past,
-                lease_until=past + timedelta(seconds=1),
-            )
+            await insert_lost_run(client.container.database, job_id, ago=timedelta(seconds=5))
         retried = await wait_for(
             client, at_least, lambda seen: with_status(seen, "SUCCEEDED") != [], within=10
         )
@@ -341,3 +329,45 @@ async def test_a_lost_lease_is_recovered(database_url: str) -> None:
         )
         (only,) = await wait_for(client, at_most, lambda seen: with_status(seen, "FAILED") != [])
         assert "instance ghost lost" in only["error"]
+
+
+async def test_a_lost_run_does_not_block_skip_overlap(database_url: str) -> None:
+    """Its lease expired: it no longer counts as running, even before it is recovered."""
+    # Leases long enough that recovery does not happen during the test.
+    async with running_client(settings_for(database_url, lease_seconds=60)) as client:
+        job_id = await create_job(client, overlapPolicy="SKIP")
+        await insert_lost_run(client.container.database, job_id, ago=timedelta(minutes=5))
+        triggered = (await client.data(TRIGGER, {"id": job_id}))["triggerJob"]["execution"]
+    assert triggered["status"] in ("RUNNING", "SUCCEEDED")
+
+
+async def test_a_one_off_time_that_passed_while_down_is_recovered(database_url: str) -> None:
+    settings = settings_for(database_url, misfire_grace_seconds=0.2)
+    at = datetime.now(UTC) + timedelta(seconds=0.4)
+    async with running_client(settings) as client:
+        job_id = await create_job(
+            client, schedules=[{"once": {"at": at.isoformat()}}], paused=False
+        )
+        await client.container.engine.stop()  # the scheduler goes down before the time
+    await asyncio.sleep(0.9)
+    async with running_client(settings) as client:
+        (run,) = await wait_for(client, job_id, lambda seen: terminal(seen) and seen != [])
+        job = (await client.data(queries.JOB, {"id": job_id}))["job"]
+    assert (run["trigger"], run["status"]) == ("CATCH_UP", "SUCCEEDED")  # RUN_ONCE default
+    assert datetime.fromisoformat(run["scheduledFor"]) == at
+    assert job["state"] == "COMPLETED"
+
+
+async def test_jitter_delays_each_run_by_its_own_offset(client: GraphQLClient) -> None:
+    from gql_scheduler.domain.schedules import jitter_offset
+
+    job_id = await create_job(client, schedules=every(0.3), jitterSeconds=0.25)
+    runs = await wait_for(client, job_id, lambda seen: len(with_status(seen, "SUCCEEDED")) >= 3)
+    offsets = set()
+    for run in with_status(runs, "SUCCEEDED"):
+        scheduled = datetime.fromisoformat(run["scheduledFor"])
+        offset = jitter_offset(job_id, scheduled, 0.25)
+        offsets.add(offset)
+        # Claimed (queued) no earlier than its jittered time; scheduledFor stays nominal.
+        assert datetime.fromisoformat(run["queuedAt"]) >= scheduled + offset
+    assert len(offsets) > 1  # each occurrence has its own delay

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,32 +36,6 @@ log = logging.getLogger("gql_scheduler.dispatcher")
 
 REPLACED = "cancelled: a newer run of the job replaced it"
 MAX_START_BATCH = 500
-
-
-class InlineStarter:
-    """Start decisions made inside another transaction, within the free slots."""
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-
-    async def __call__(
-        self, connection: AsyncConnection, requests: list[StartRequest]
-    ) -> list[StartResult | None]:
-        dispatcher = self.dispatcher
-        take = requests[: max(dispatcher._free_slots(), 0)]
-        dispatcher._reserved += len(take)
-        try:
-            results = await decide_starts(
-                connection,
-                take,
-                instance=dispatcher.settings.instance,
-                lease_seconds=dispatcher.settings.lease_seconds,
-                clock=dispatcher.clock,
-                job_cache=dispatcher._job_cache,
-            )
-        finally:
-            dispatcher._reserved -= len(take)
-        return [*results, *([None] * (len(requests) - len(take)))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +135,36 @@ class Dispatcher:
     def _free_slots(self) -> int:
         return self.settings.max_concurrent - len(self._runs) - self._reserved
 
-    def inline_starter(self) -> InlineStarter | None:
+    def inline_starter(
+        self,
+    ) -> (
+        Callable[[AsyncConnection, list[StartRequest]], Awaitable[list[StartResult | None]]] | None
+    ):
         """Lets a claim decide its winners' starts in its own transaction (one transaction
         less per run); None while earlier runs wait for a slot, to keep their turn."""
         if self._queued or self._stopping or self._free_slots() <= 0:
             return None
-        return InlineStarter(self)
+        return self._start_within
+
+    async def _start_within(
+        self, connection: AsyncConnection, requests: list[StartRequest]
+    ) -> list[StartResult | None]:
+        """Start decisions inside the caller's transaction, within the free slots; None for
+        those beyond them (the caller submits those)."""
+        take = requests[: max(self._free_slots(), 0)]
+        self._reserved += len(take)
+        try:
+            results = await decide_starts(
+                connection,
+                take,
+                instance=self.settings.instance,
+                lease_seconds=self.settings.lease_seconds,
+                clock=self.clock,
+                job_cache=self._job_cache,
+            )
+        finally:
+            self._reserved -= len(take)
+        return [*results, *([None] * (len(requests) - len(take)))]
 
     def accept(self, request: StartRequest, result: StartResult | None) -> None:
         """After the claim's commit: run what started; submit what was not decided."""

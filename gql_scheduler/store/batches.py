@@ -94,7 +94,27 @@ class BatchTransitions:
             "lease_until": lease_until,
             "started_at": now,
         }
-        started: list[tuple[str, str]] = []
+        started = await self._update_queued(execution_ids, values)
+        await self._append_event_rows(
+            [(ExecutionEventType.STARTED, job_id, key) for key, job_id in started], at=now
+        )
+        return [key for key, _ in started]
+
+    async def end_queued(
+        self, execution_ids: Sequence[str], status: ExecutionStatus, *, error: str, now: datetime
+    ) -> list[str]:
+        """QUEUED -> SKIPPED or CANCELLED without running: the ids that changed."""
+        values = {"status": status.value, "finished_at": now, "error": error}
+        ended = await self._update_queued(execution_ids, values)
+        event = EVENT_OF_STATUS[status]
+        await self._append_event_rows([(event, job_id, key) for key, job_id in ended], at=now)
+        return [key for key, _ in ended]
+
+    async def _update_queued(
+        self, execution_ids: Sequence[str], values: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Change those still QUEUED (a conditional update: a race has one winner)."""
+        changed: list[tuple[str, str]] = []
         for part in _chunks([int(value) for value in execution_ids]):
             statement = (
                 executions.update()
@@ -106,36 +126,7 @@ class BatchTransitions:
                 .returning(executions.c.id, executions.c.job_id)
             )
             rows = (await self.connection.execute(statement)).all()
-            started.extend((str(row.id), row.job_id) for row in rows)
-        await self._append_event_rows(
-            [(ExecutionEventType.STARTED, job_id, key) for key, job_id in started], at=now
-        )
-        return [key for key, _ in started]
-
-    async def end_queued(
-        self, execution_ids: Sequence[str], status: ExecutionStatus, *, error: str, now: datetime
-    ) -> list[Execution]:
-        values = {"status": status.value, "finished_at": now, "error": error}
-        ended = await self._update_queued(execution_ids, values)
-        await self.append_events(((EVENT_OF_STATUS[status], item) for item in ended), at=now)
-        return ended
-
-    async def _update_queued(
-        self, execution_ids: Sequence[str], values: dict[str, Any]
-    ) -> list[Execution]:
-        changed: list[Execution] = []
-        for part in _chunks([int(value) for value in execution_ids]):
-            statement = (
-                executions.update()
-                .where(
-                    executions.c.id.in_(part),
-                    executions.c.status == ExecutionStatus.QUEUED.value,
-                )
-                .values(**values)
-                .returning(executions)
-            )
-            rows = (await self.connection.execute(statement)).mappings().all()
-            changed.extend(execution_from_row(row) for row in rows)
+            changed.extend((str(row.id), row.job_id) for row in rows)
         return changed
 
     async def finish(

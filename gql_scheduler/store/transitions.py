@@ -24,7 +24,7 @@ from gql_scheduler.domain.executions import (
 )
 from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.executions import execution_from_row
-from gql_scheduler.store.tables import OCCURRENCE_WHERE, execution_output, executions
+from gql_scheduler.store.tables import OCCURRENCE_WHERE, executions
 
 EVENT_OF_STATUS = {
     ExecutionStatus.QUEUED: ExecutionEventType.QUEUED,
@@ -191,11 +191,6 @@ class TransitionRepository:
         query = executions.select().where(executions.c.id == int(execution_id))
         row = (await self.connection.execute(query)).mappings().first()
         return None if row is None else execution_from_row(row)
-
-    async def save_output(self, execution_id: str, chunks: list[dict[str, Any]]) -> None:
-        if chunks:
-            rows = [{"execution_id": int(execution_id), **chunk} for chunk in chunks]
-            await self.connection.execute(execution_output.insert(), rows)
 
     async def request_cancel(self, execution_id: str) -> None:
         await self.connection.execute(
