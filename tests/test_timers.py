@@ -76,3 +76,29 @@ async def test_late_fire_times_are_all_delivered_with_their_nominal_instant() ->
         timers.stop()
     expected = [anchor + timedelta(seconds=0.1 * k) for k in range(6)]
     assert fired[:6] == expected
+
+
+async def test_jobs_armed_at_start_in_one_load_fire_in_time_order() -> None:
+    fired: list[str] = []
+    all_fired = asyncio.Event()
+
+    def on_fire(job_id: str, _at: datetime) -> None:
+        fired.append(job_id)
+        if len(fired) == 3:
+            all_fired.set()
+
+    now = datetime.now(UTC)
+    timers = Timers(on_fire)
+    # Armed out of order; one has no run left and gets no timer.
+    offsets = {"c": 0.3, "a": 0.1, "b": 0.2}
+    jobs = [job(name, OnceSchedule(now + timedelta(seconds=s)), now) for name, s in offsets.items()]
+    jobs.append(job("gone", OnceSchedule(now - timedelta(seconds=1)), now))
+    timers.arm_all(jobs)
+    assert timers.armed_ids() == {"a", "b", "c"}
+    timers.start()
+    try:
+        async with asyncio.timeout(5):
+            await all_fired.wait()
+    finally:
+        timers.stop()
+    assert fired == ["a", "b", "c"]

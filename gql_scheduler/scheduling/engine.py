@@ -60,8 +60,14 @@ class Engine:
         await self._recover_leases()
         async with self.database.read() as connection:
             active = await JobRepository(connection).list_active()
+        now = self.clock.now()
+        missed = {job.id for job in active if self._has_missed(job, now)}
         for job in active:
-            await self._arm(job)
+            if job.id in missed:
+                await self._arm(job)  # records its misfires first
+        clean = [job for job in active if job.id not in missed]
+        self._jobs.update((job.id, job) for job in clean)
+        self.timers.arm_all(clean)
         self.timers.start()
         await self._sweep()
         self._loops = [
@@ -71,7 +77,13 @@ class Engine:
             self._every(self.settings.lease_seconds / 3, self.dispatcher.renew_leases),
             self._every(self.settings.lease_seconds / 2, self._recover_leases),
         ]
-        log.info("engine started", extra={"action": "engine_started", "jobs": len(active)})
+        armed = len(self.timers.armed_ids())
+        log.info(
+            "engine started: %d active jobs, %d timers armed",
+            len(active),
+            armed,
+            extra={"action": "engine_started", "jobs": len(active), "armed": armed},
+        )
 
     async def stop(self) -> None:
         self.timers.stop()
@@ -100,8 +112,7 @@ class Engine:
         """Catch up on what was missed since the watermark, then arm the timer."""
         now = self.clock.now()
         grace = timedelta(seconds=self.settings.misfire_grace_seconds)
-        stale = job.next_run_at is None or job.next_run_at < now - grace
-        if stale and occurrences.missed_occurrences(job, now=now, grace=grace):
+        if self._has_missed(job, now):
             policy = job.spec.misfire_policy or self.settings.default_misfire_policy
             for execution in await occurrences.catch_up(
                 self.database, job, now=now, grace=grace, policy=policy
@@ -117,6 +128,12 @@ class Engine:
             job = refreshed
         self._jobs[job.id] = job
         self.timers.arm(job)
+
+    def _has_missed(self, job: Job, now: datetime) -> bool:
+        """Whether occurrences went unfired since the watermark (cheap test first)."""
+        grace = timedelta(seconds=self.settings.misfire_grace_seconds)
+        stale = job.next_run_at is None or job.next_run_at < now - grace
+        return stale and bool(occurrences.missed_occurrences(job, now=now, grace=grace))
 
     def _on_fire(self, job_id: str, scheduled_for: datetime) -> None:
         self._fired.put_nowait((job_id, scheduled_for))

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
+from apscheduler.job import Job as APSJob
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.util import datetime_to_utc_timestamp
 
 from gql_scheduler.domain import schedules
 from gql_scheduler.domain.jobs import Job
@@ -31,6 +33,8 @@ DUE_SLICE = 200
 # APScheduler's add_job always names an executor ("default" unless told otherwise), so ours
 # takes that name: no job can end up on a stock executor that would call the function.
 _EXECUTOR = "default"
+_MAX_INSTANCES = 2**31
+_NEVER_CALLED = "gql_scheduler.scheduling.timers:_never_called"
 
 
 class OccurrenceTrigger(BaseTrigger):  # type: ignore[misc]
@@ -70,17 +74,29 @@ class SlicedJobStore(MemoryJobStore):  # type: ignore[misc]
         due: list[Any] = super().get_due_jobs(now)
         return due[:DUE_SLICE]
 
+    def load(self, jobs: list[APSJob]) -> None:
+        """Fill the empty store at once, sorted once: adding 100,000 jobs one by one costs
+        an insertion into a sorted list each (MemoryJobStore keeps `_jobs` sorted by next
+        run time, then id, and `_jobs_index` by id; APScheduler 3 is pinned)."""
+        if self.get_all_jobs():
+            raise RuntimeError("load() is for an empty store")
+        entries = [(job, datetime_to_utc_timestamp(job.next_run_time)) for job in jobs]
+        entries.sort(key=lambda entry: (entry[1], entry[0].id))
+        self._jobs = entries
+        self._jobs_index = {job.id: (job, timestamp) for job, timestamp in entries}
+
 
 class Timers:
     def __init__(self, on_fire: FireCallback) -> None:
+        self._store = SlicedJobStore()
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
-            jobstores={"default": SlicedJobStore()},
+            jobstores={"default": self._store},
             executors={_EXECUTOR: OccurrenceExecutor(on_fire)},
             job_defaults={
                 "misfire_grace_time": None,
                 "coalesce": False,
-                "max_instances": 2**31,
+                "max_instances": _MAX_INSTANCES,
             },
         )
 
@@ -112,12 +128,52 @@ class Timers:
             replace_existing=True,
         )
 
+    def arm_all(self, jobs: list[Job]) -> None:
+        """Arm many jobs before the timers start (the start-up path), in one sorted load.
+
+        The APScheduler jobs are restored from their pickled form, as a persistent job
+        store would, which skips re-validating the same callable 100,000 times.
+        """
+        if self.running:
+            raise RuntimeError("arm_all() is for before start()")
+        loaded = []
+        for job in jobs:
+            trigger = OccurrenceTrigger(job)
+            next_run = trigger.get_next_fire_time(None, trigger.not_before)
+            if next_run is not None:
+                loaded.append(self._restored(job, trigger, next_run))
+        self._store.load(loaded)
+
+    def _restored(self, job: Job, trigger: OccurrenceTrigger, next_run: datetime) -> APSJob:
+        restored = APSJob.__new__(APSJob)
+        restored.__setstate__(
+            {
+                "version": 1,
+                "id": job.id,
+                "func": _NEVER_CALLED,
+                "trigger": trigger,
+                "executor": _EXECUTOR,
+                "args": (),
+                "kwargs": {},
+                "name": job.spec.name,
+                "misfire_grace_time": None,
+                "coalesce": False,
+                "max_instances": _MAX_INSTANCES,
+                "next_run_time": next_run,
+            }
+        )
+        restored._scheduler = self._scheduler
+        restored._jobstore_alias = "default"
+        return restored
+
     def disarm(self, job_id: str) -> None:
         if self._scheduler.get_job(job_id) is not None:
             self._scheduler.remove_job(job_id)
 
     def armed_ids(self) -> set[str]:
-        return {job.id for job in self._scheduler.get_jobs()}
+        # Before start, APScheduler lists only the jobs added one by one (still pending).
+        armed = self._scheduler.get_jobs() + self._store.get_all_jobs()
+        return {job.id for job in armed}
 
     def next_fire_time(self, job_id: str) -> datetime | None:
         job = self._scheduler.get_job(job_id)
