@@ -25,7 +25,7 @@ class HandlerRunner:
         self, action: HandlerAction, context: RunContext, output: OutputSink
     ) -> ActionResult:
         # Checked first: the registry's KeyError would read like a bug in the handler.
-        if action.name not in self._registry.names():
+        if action.name not in self._registry:
             return ActionResult(succeeded=False, error=f"unknown handler {action.name!r}")
         try:
             text = await self._registry.run(action.name, action.args, handler_context(context))

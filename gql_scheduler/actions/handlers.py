@@ -93,6 +93,9 @@ class HandlerRegistry:
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._handlers))
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers
+
     def validate_args(self, name: str, args: Any) -> list[UserInputError]:
         """Problems in `args`, with paths relative to the args. Raises KeyError if unknown."""
         validator = self._get(name).validate_args

@@ -36,11 +36,21 @@ def occurrence_key(job_id: str, scheduled_for: datetime) -> str:
     return f"{job_id}:{scheduled_for.isoformat()}"
 
 
+# Compiled timelines by (job id, version): every claim asks for the job's next run.
+_TIMELINES: dict[tuple[str, int], schedules.Timeline] = {}
+_TIMELINES_KEPT = 200_000
+
+
 def next_occurrence(job: Job, after: datetime) -> datetime | None:
-    spec = job.spec
-    return schedules.next_run_after(
-        spec.schedules, after=after, start_at=spec.start_at, end_at=spec.end_at
-    )
+    key = (job.id, job.version)
+    timeline = _TIMELINES.get(key)
+    if timeline is None:
+        if len(_TIMELINES) >= _TIMELINES_KEPT:
+            _TIMELINES.clear()  # old versions pile up otherwise; rebuilding is cheap
+        spec = job.spec
+        timeline = schedules.Timeline(spec.schedules, start_at=spec.start_at, end_at=spec.end_at)
+        _TIMELINES[key] = timeline
+    return timeline.next_after(after)
 
 
 StartWithin = Callable[[AsyncConnection, list[StartRequest]], Awaitable[list[StartResult | None]]]
