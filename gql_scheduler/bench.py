@@ -24,6 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from gql_scheduler.app import Container, build_container
 from gql_scheduler.domain.actions import HandlerAction
+from gql_scheduler.domain.clock import SystemClock
 from gql_scheduler.domain.jobs import Job, JobSpec, JobState
 from gql_scheduler.domain.schedules import (
     CronSchedule,
@@ -37,6 +38,7 @@ from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.tables import executions
 
 T = TypeVar("T")
+_CLOCK = SystemClock()
 
 # Runs in the first moments measure start-up, not the steady state.
 WARM_UP_SECONDS = 2.0
@@ -119,7 +121,7 @@ async def engine_fire(jobs: int, seconds: float, every: float) -> FireReport:
         settings = bench_settings(Path(folder), max_concurrent_executions=10_000)
         await asyncio.to_thread(migrations.upgrade, settings.database_url)
         container = build_container(settings)
-        now = datetime.now(UTC)
+        now = _CLOCK.now()
         await insert_jobs(container, spread_interval_jobs(jobs, every, now))
         await container.engine.start()
         await asyncio.sleep(seconds + every)
@@ -147,13 +149,13 @@ async def _recorded_drifts(container: Container, start: datetime, end: datetime)
 async def baseline_fire(jobs: int, seconds: float, every: float) -> FireReport:
     """The ceiling: the same timers in a bare AsyncIOScheduler, no store at all."""
     drifts: list[float] = []
-    now = datetime.now(UTC)
+    now = _CLOCK.now()
     window_start = now + timedelta(seconds=every + WARM_UP_SECONDS)
     window_end = now + timedelta(seconds=every + seconds)
 
     def record(event: JobExecutionEvent) -> None:
         if window_start <= event.scheduled_run_time < window_end:
-            drifts.append((datetime.now(UTC) - event.scheduled_run_time).total_seconds() * 1000)
+            drifts.append((_CLOCK.now() - event.scheduled_run_time).total_seconds() * 1000)
 
     async def noop() -> None:
         return None
@@ -181,7 +183,7 @@ async def engine_load(jobs: int) -> tuple[float, float]:
         settings = bench_settings(Path(folder))
         await asyncio.to_thread(migrations.upgrade, settings.database_url)
         container = build_container(settings)
-        now = datetime.now(UTC)
+        now = _CLOCK.now()
         expressions = [f"{index % 60} {index % 24} * * *" for index in range(jobs)]
         await insert_jobs(
             container,

@@ -97,3 +97,33 @@ def test_misfire_plans(
 def test_nothing_missed_plans_nothing() -> None:
     plans = plan_misfires([], policy=MisfirePolicy.RUN_ALL, now=NOW, catch_up_window_seconds=None)
     assert plans == []
+
+
+def test_missed_occurrences_keep_the_newest_when_there_are_too_many(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from gql_scheduler.domain.actions import HandlerAction
+    from gql_scheduler.domain.jobs import Job, JobSpec, JobState
+    from gql_scheduler.domain.schedules import IntervalSchedule
+    from gql_scheduler.scheduling import occurrences
+
+    down_since = NOW - timedelta(hours=4)
+    spec = JobSpec(
+        name="every-second",
+        schedules=(IntervalSchedule(1.0, down_since),),
+        action=HandlerAction("noop"),
+    )
+    job = Job(
+        id="j",
+        spec=spec,
+        state=JobState.ACTIVE,
+        created_at=down_since,
+        updated_at=down_since,
+        watermark=down_since,
+    )
+    missed = occurrences.missed_occurrences(job, now=NOW, grace=timedelta(seconds=5))
+    assert len(missed) == occurrences.MAX_MISSED_RECORDED
+    assert missed[-1] == NOW - timedelta(seconds=5)
+    assert missed == sorted(missed)
+    (record,) = [r for r in caplog.records if getattr(r, "action", "") == "misfires_dropped"]
+    assert record.dropped == 4 * 3600 - 5 - occurrences.MAX_MISSED_RECORDED

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -20,6 +22,8 @@ from gql_scheduler.store.engine import Database
 from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import NewExecution, TransitionRepository
+
+log = logging.getLogger("gql_scheduler.engine")
 
 # More missed occurrences than this for one job are not recorded one by one: the oldest
 # are dropped (and logged), so one forgotten every-second job cannot flood the database.
@@ -112,7 +116,8 @@ def missed_occurrences(job: Job, *, now: datetime, grace: timedelta) -> list[dat
     """Occurrences after the watermark that nobody fired and whose time is well past."""
     spec = job.spec
     cutoff = now - grace - timedelta(seconds=spec.jitter_seconds)
-    missed: list[datetime] = []
+    missed: collections.deque[datetime] = collections.deque(maxlen=MAX_MISSED_RECORDED)
+    seen = 0
     for at in schedules.iter_fire_times(
         spec.schedules,
         after=job.watermark or job.created_at,
@@ -122,9 +127,13 @@ def missed_occurrences(job: Job, *, now: datetime, grace: timedelta) -> list[dat
         if at > cutoff:
             break
         missed.append(at)
-        if len(missed) > MAX_MISSED_RECORDED:
-            missed.pop(0)
-    return missed
+        seen += 1
+    if seen > len(missed):
+        log.warning(
+            "too many missed occurrences to record one by one; the oldest are dropped",
+            extra={"action": "misfires_dropped", "job_id": job.id, "dropped": seen - len(missed)},
+        )
+    return list(missed)
 
 
 async def catch_up(
