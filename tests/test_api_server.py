@@ -135,6 +135,7 @@ async def test_health_and_healthz(client: GraphQLClient) -> None:
     assert health["status"] == "ok"
     assert health["instance"] == "test-instance"
     assert health["database"] is True
+    assert health["schedulerRunning"] is True
     assert health["activeJobs"] == 1
     assert health["runningExecutions"] == 0
     response = await client.http.get("/healthz")

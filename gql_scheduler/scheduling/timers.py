@@ -175,10 +175,6 @@ class Timers:
         armed = self._scheduler.get_jobs() + self._store.get_all_jobs()
         return {job.id for job in armed}
 
-    def next_fire_time(self, job_id: str) -> datetime | None:
-        job = self._scheduler.get_job(job_id)
-        return None if job is None else job.next_run_time
-
 
 def _never_called() -> None:
     """APScheduler wants a callable; OccurrenceExecutor never calls it."""

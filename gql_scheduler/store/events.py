@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gql_scheduler.domain.events import EventKind, ExecutionEventType, JobEvent, JobEventType
@@ -58,26 +56,3 @@ class EventRepository:
             .returning(events.c.id)
         )
         return int(result.scalar_one())
-
-    async def job_events_after(
-        self, after_id: int, *, job_id: str | None = None, limit: int = 1000
-    ) -> Sequence[JobEvent]:
-        query = (
-            sa.select(events)
-            .where(events.c.kind == EventKind.JOB.value, events.c.id > after_id)
-            .order_by(events.c.id)
-            .limit(limit)
-        )
-        if job_id is not None:
-            query = query.where(events.c.job_id == job_id)
-        rows = (await self.connection.execute(query)).mappings().all()
-        return [
-            JobEvent(
-                id=str(row["id"]),
-                type=JobEventType(row["type"]),
-                at=row["at"],
-                job_id=row["job_id"],
-                actor=row["actor"],
-            )
-            for row in rows
-        ]
