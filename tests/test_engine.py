@@ -371,3 +371,26 @@ async def test_jitter_delays_each_run_by_its_own_offset(client: GraphQLClient) -
         # Claimed (queued) no earlier than its jittered time; scheduledFor stays nominal.
         assert datetime.fromisoformat(run["queuedAt"]) >= scheduled + offset
     assert len(offsets) > 1  # each occurrence has its own delay
+
+
+async def test_a_failed_claim_is_tried_again(
+    client: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gql_scheduler.scheduling import occurrences
+
+    real_claim = occurrences.claim_occurrences
+    failures = []
+
+    async def flaky_claim(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise OSError("database connection reset")
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(occurrences, "claim_occurrences", flaky_claim)
+    at = datetime.now(UTC) + timedelta(seconds=0.3)
+    job_id = await create_job(client, schedules=[{"once": {"at": at.isoformat()}}])
+    (run,) = await wait_for(client, job_id, lambda seen: terminal(seen) and seen != [])
+    assert (run["trigger"], run["status"]) == ("SCHEDULE", "SUCCEEDED")
+    assert failures == [1]
+    assert any(getattr(r, "action", "") == "claim_failed" for r in caplog.records)

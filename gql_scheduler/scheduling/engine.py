@@ -27,6 +27,7 @@ from gql_scheduler.store.transitions import TransitionRepository
 log = logging.getLogger("gql_scheduler.engine")
 
 CLAIM_BATCH = 500
+CLAIM_RETRY_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,17 @@ class Engine:
                 try:
                     await self._claim(due)
                 except Exception:
+                    # A database hiccup: try once more shortly, so the runs stay on time if
+                    # it passes; after that the reconcile loop records them as misfires.
                     log.exception("claiming failed", extra={"action": "claim_failed"})
+                    self.dispatcher.spawn(self._claim_again(due))
+
+    async def _claim_again(self, due: list[tuple[Job, datetime]]) -> None:
+        await asyncio.sleep(CLAIM_RETRY_SECONDS)
+        try:
+            await self._claim(due)
+        except Exception:
+            log.exception("claiming failed again", extra={"action": "claim_failed"})
 
     def _due_now(self, batch: list[tuple[str, datetime]]) -> list[tuple[Job, datetime]]:
         """Occurrences to claim now; jittered ones are claimed after their delay."""
