@@ -323,10 +323,9 @@ def _name_field_under_input() -> Iterator[None]:
 
 
 def _first_run(spec: JobSpec, *, after: datetime) -> datetime | None:
-    runs = schedules.upcoming_runs(
-        spec.schedules, after=after, count=1, start_at=spec.start_at, end_at=spec.end_at
+    return schedules.next_run_after(
+        spec.schedules, after=after, start_at=spec.start_at, end_at=spec.end_at
     )
-    return runs[0] if runs else None
 
 
 def _require_a_run(job: Job) -> None:

@@ -71,3 +71,13 @@ async def insert_lost_run(database: Database, job_id: str, *, ago: timedelta) ->
         started_at=past,
         lease_until=past + timedelta(seconds=1),
     )
+
+
+async def execution_events(database: Database, execution_id: str) -> list[str]:
+    async with database.read() as connection:
+        rows = await connection.execute(
+            sa.select(events.c.type)
+            .where(events.c.kind == "EXECUTION", events.c.execution_id == int(execution_id))
+            .order_by(events.c.id)
+        )
+        return [row.type for row in rows]

@@ -394,3 +394,27 @@ async def test_a_failed_claim_is_tried_again(
     assert (run["trigger"], run["status"]) == ("SCHEDULE", "SUCCEEDED")
     assert failures == [1]
     assert any(getattr(r, "action", "") == "claim_failed" for r in caplog.records)
+
+
+async def test_every_state_change_of_a_run_writes_its_event(client: GraphQLClient) -> None:
+    from tests.store_probe import execution_events
+
+    ok = await create_job(client, "ok")
+    fails = await create_job(
+        client,
+        "fails",
+        action={"handler": {"name": "fail"}},
+        retry={"maxAttempts": 2, "initialDelaySeconds": 0.05, "jitter": False},
+    )
+    for job_id in (ok, fails):
+        await client.data(TRIGGER, {"id": job_id})
+    (done,) = await wait_for(client, ok, lambda seen: terminal(seen) and seen != [])
+    first, retry = await wait_for(client, fails, lambda seen: len(seen) == 2 and terminal(seen))
+    database = client.container.database
+    assert await execution_events(database, done["id"]) == ["QUEUED", "STARTED", "SUCCEEDED"]
+    assert await execution_events(database, first["id"]) == ["QUEUED", "STARTED", "FAILED"]
+    assert await execution_events(database, retry["id"]) == [
+        "RETRY_SCHEDULED",
+        "STARTED",
+        "FAILED",
+    ]

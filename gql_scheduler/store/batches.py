@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gql_scheduler.domain.events import EventKind, ExecutionEventType
+from gql_scheduler.domain.events import ExecutionEventType
 from gql_scheduler.domain.executions import Execution, ExecutionStatus
+from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.executions import execution_from_row
-from gql_scheduler.store.tables import OCCURRENCE_WHERE, events, execution_output, executions
+from gql_scheduler.store.tables import OCCURRENCE_WHERE, execution_output, executions
 from gql_scheduler.store.transitions import EVENT_OF_STATUS, NewExecution, Outcome, insert_values
 
 # Rows per statement: far below SQLite's limit of 32,766 bound values.
@@ -152,8 +153,12 @@ class BatchTransitions:
                 ),
                 [_finish_parameters(item) for item in kept],
             )
-        await self.append_events(
-            ((EVENT_OF_STATUS[item.outcome.status], item.execution) for item in kept), at=now
+        await self._append_event_rows(
+            [
+                (EVENT_OF_STATUS[item.outcome.status], item.execution.job_id, item.execution.id)
+                for item in kept
+            ],
+            at=now,
         )
         return kept
 
@@ -170,28 +175,10 @@ class BatchTransitions:
             owned.update(str(value) for value in (await self.connection.scalars(query)).all())
         return owned
 
-    async def append_events(
-        self, items: Iterable[tuple[ExecutionEventType, Execution]], *, at: datetime
-    ) -> None:
-        await self._append_event_rows(
-            [(event_type, item.job_id, item.id) for event_type, item in items], at=at
-        )
-
     async def _append_event_rows(
         self, items: Sequence[tuple[ExecutionEventType, str, str]], *, at: datetime
     ) -> None:
-        rows = [
-            {
-                "kind": EventKind.EXECUTION.value,
-                "type": event_type.value,
-                "at": at,
-                "job_id": job_id,
-                "execution_id": int(execution_id),
-            }
-            for event_type, job_id, execution_id in items
-        ]
-        if rows:
-            await self.connection.execute(events.insert(), rows)
+        await EventRepository(self.connection).append_execution_events(items, at=at)
 
     async def save_output(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gql_scheduler.domain.events import EventKind, ExecutionEventType, JobEvent, JobEventType
-from gql_scheduler.domain.executions import Execution
 from gql_scheduler.store.tables import events
 
 
@@ -40,19 +40,19 @@ class EventRepository:
         event_id = result.scalar_one()
         return JobEvent(id=str(event_id), type=event_type, at=at, job_id=job_id, actor=actor)
 
-    async def append_execution_event(
-        self, event_type: ExecutionEventType, execution: Execution, *, at: datetime
-    ) -> int:
-        result = await self.connection.execute(
-            events.insert()
-            .values(
-                kind=EventKind.EXECUTION.value,
-                type=event_type.value,
-                at=at,
-                job_id=execution.job_id,
-                execution_id=int(execution.id),
-                payload={"status": execution.status.value, "attempt": execution.attempt},
-            )
-            .returning(events.c.id)
-        )
-        return int(result.scalar_one())
+    async def append_execution_events(
+        self, items: Sequence[tuple[ExecutionEventType, str, str]], *, at: datetime
+    ) -> None:
+        """One event per (type, job id, execution id), in one statement for many rows."""
+        rows = [
+            {
+                "kind": EventKind.EXECUTION.value,
+                "type": event_type.value,
+                "at": at,
+                "job_id": job_id,
+                "execution_id": int(execution_id),
+            }
+            for event_type, job_id, execution_id in items
+        ]
+        if rows:
+            await self.connection.execute(events.insert(), rows)

@@ -149,19 +149,6 @@ class JobRepository:
             for row in (await self.connection.execute(query)).all()
         }
 
-    async def record_fired(
-        self, job_id: str, *, scheduled_for: datetime, next_run_at: datetime | None
-    ) -> None:
-        """Advance the watermark (never backwards: invariant 5) and the next run."""
-        await self.connection.execute(
-            jobs.update()
-            .where(
-                jobs.c.id == job_id,
-                sa.or_(jobs.c.watermark.is_(None), jobs.c.watermark < scheduled_for),
-            )
-            .values(watermark=scheduled_for, next_run_at=next_run_at)
-        )
-
     async def record_started(self, job_ids: Sequence[str], *, at: datetime) -> None:
         if job_ids:
             await self.connection.execute(
