@@ -42,7 +42,13 @@ async def test_an_interval_job_fires_every_occurrence_once(client: GraphQLClient
     )
     runs = await wait_for(client, job_id, lambda seen: len(with_status(seen, "SUCCEEDED")) >= 6)
     done = with_status(runs, "SUCCEEDED")
-    times = instants(done)
+    # On a loaded machine a run's finish can outlast the 0.2 s interval, and the
+    # default overlap policy then records the next occurrence as SKIPPED: it is
+    # still an occurrence with exactly one execution.
+    last = max(instants(done))
+    settled = [run for run in runs if datetime.fromisoformat(run["scheduledFor"]) <= last]
+    assert {run["status"] for run in settled} <= {"SUCCEEDED", "SKIPPED"}
+    times = sorted(instants(settled))
     assert times == sorted(set(times))  # one execution per occurrence
     gaps = {round((b - a).total_seconds(), 6) for a, b in itertools.pairwise(times)}
     assert gaps == {0.2}  # on the grid, none missing
