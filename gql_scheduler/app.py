@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
@@ -20,9 +21,18 @@ from gql_scheduler import __version__
 from gql_scheduler.actions.handlers import HandlerRegistry
 from gql_scheduler.actions.runners import ActionRunners
 from gql_scheduler.api.context import Context, ServerInfo
+from gql_scheduler.api.fast_lane import FastLane
 from gql_scheduler.api.schema import build_schema
+from gql_scheduler.api.shared_results import encode_message
+from gql_scheduler.api.websockets import pinging_handler
+from gql_scheduler.broker.base import Broker
+from gql_scheduler.broker.memory import MemoryBroker
+from gql_scheduler.broker.postgres import PostgresBroker
 from gql_scheduler.domain.clock import Clock, SystemClock
-from gql_scheduler.execution_service import ExecutionService
+from gql_scheduler.execution_service import CANCELLED_BY_REQUEST, ExecutionService
+from gql_scheduler.live.feed import EventFeed
+from gql_scheduler.live.retention import EventPruner
+from gql_scheduler.live.streams import LiveService
 from gql_scheduler.scheduling.dispatcher import Dispatcher, DispatchSettings
 from gql_scheduler.scheduling.engine import Engine, EngineSettings
 from gql_scheduler.service import JobService
@@ -32,6 +42,11 @@ from gql_scheduler.store.engine import Database
 from gql_scheduler.validation import ServerPolicy
 
 log = logging.getLogger("gql_scheduler.app")
+
+# How uvicorn serves the app. Subscription messages are small JSON documents sent to many
+# subscribers: compressing each one per connection (permessage-deflate) cost more CPU than
+# anything else in a fan-out to 500 subscribers, for little saved on the wire.
+UVICORN_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False}
 
 
 @dataclass
@@ -46,9 +61,35 @@ class Container:
     service: JobService
     executions: ExecutionService
     server: ServerInfo
+    broker: Broker
+    feed: EventFeed
+    live: LiveService
+    pruner: EventPruner
+    _pruning: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """The feed first, so that no event committed once the engine runs is missed."""
+        await self.feed.start()
+        await self.broker.start(self.feed.on_signals)
+        if self.broker.spans_processes:
+            # Job changes made on other instances re-arm this instance's timers, and
+            # cancellations asked for there stop this instance's runs at once.
+            self.feed.add_job_listener(lambda event: self.engine.job_changed(event.job_id))
+            self.feed.add_cancel_listener(self._cancel_here)
+        await self.engine.start()
+        self._pruning = asyncio.create_task(self.pruner.run(), name="event-pruner")
+
+    def _cancel_here(self, execution_id: str) -> None:
+        dispatcher = self.engine.dispatcher
+        dispatcher.spawn(dispatcher.cancel_local([execution_id], CANCELLED_BY_REQUEST))
 
     async def aclose(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
+            await asyncio.gather(self._pruning, return_exceptions=True)
         await self.engine.stop()
+        await self.broker.stop()
+        await self.feed.stop()
         await self.runners.aclose()
         await self.http_client.aclose()
         await self.database.dispose()
@@ -105,6 +146,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         instance=settings.instance_name,
         scheduler_running=lambda: engine.running,
     )
+    broker = _broker_for(database)
+    feed = EventFeed(database)
     return Container(
         settings=settings,
         database=database,
@@ -114,16 +157,39 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         service=service,
         executions=ExecutionService(database, clock, dispatcher),
         server=server,
+        broker=broker,
+        feed=feed,
+        live=LiveService(database, feed, max_queued=settings.subscriber_queue_size),
+        pruner=EventPruner(database, clock, retention_seconds=settings.event_retention_seconds),
     )
+
+
+def _broker_for(database: Database) -> Broker:
+    """PostgreSQL LISTEN/NOTIFY when the store is PostgreSQL, else in-process."""
+    if database.is_sqlite:
+        broker = MemoryBroker()
+        database.add_commit_listener(broker.publish)
+        return broker
+    dsn = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return PostgresBroker(dsn)
 
 
 class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, container: Container) -> None:
+        keep_alive = container.settings.ws_keepalive_seconds
         super().__init__(
             build_schema(),
             graphql_ide="graphiql" if container.settings.graphiql else None,
+            keep_alive=keep_alive > 0,
+            keep_alive_interval=keep_alive,
         )
+        self.graphql_transport_ws_handler_class = pinging_handler(keep_alive)
+        self.fast_lane = FastLane(self.schema)
         self.container = container
+
+    def encode_json(self, data: object) -> str | bytes:
+        # A shared subscription result is encoded once, not once per subscriber.
+        return encode_message(data) or super().encode_json(data)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
@@ -134,6 +200,7 @@ class GraphQLApp(GraphQL[Context, None]):
             service=self.container.service,
             executions=self.container.executions,
             server=self.container.server,
+            live=self.container.live,
         )
 
 
@@ -147,7 +214,7 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if apply_migrations:
             await migrations.upgrade_async(container.database.engine)
-        await container.engine.start()
+        await container.start()
         log.info(
             "gql-scheduler started",
             extra={"action": "started", "instance": settings.instance_name},
@@ -171,6 +238,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         lifespan=lifespan,

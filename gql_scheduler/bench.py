@@ -57,10 +57,7 @@ class FireReport:
         return self.runs / self.seconds
 
     def percentile(self, fraction: float) -> float:
-        if not self.drifts_ms:
-            return float("nan")
-        ordered = sorted(self.drifts_ms)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return percentile(self.drifts_ms, fraction)
 
     def line(self) -> str:
         worst = max(self.drifts_ms, default=float("nan"))
@@ -69,6 +66,13 @@ class FireReport:
             f"  p99 {self.percentile(0.99):7.1f} ms  max {worst:7.1f} ms"
             f"  peak RSS {self.peak_rss_mb:6.0f} MB"
         )
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def peak_rss_mb() -> float:

@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     load = kinds.add_parser("load", help="time to load and arm many cron jobs")
     load.add_argument("--jobs", type=int, default=100_000)
     load.set_defaults(run=_bench_load)
+    fanout = kinds.add_parser("fanout", help="subscription deliveries/s and latency, many clients")
+    fanout.add_argument("--subscribers", type=int, default=500)
+    fanout.add_argument("--rate", type=float, default=20.0, help="events published per second")
+    fanout.add_argument("--seconds", type=float, default=10.0)
+    fanout.set_defaults(run=_bench_fanout)
 
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", type=Path, help="write to this file instead of stdout")
@@ -64,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
-    from gql_scheduler.app import create_app
+    from gql_scheduler.app import UVICORN_OPTIONS, create_app
     from gql_scheduler.logs import configure_logging
 
     overrides = {
@@ -92,6 +97,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         log_config=None,
         lifespan="on",
         loop="asyncio",
+        **UVICORN_OPTIONS,
     )
     return 0
 
@@ -118,6 +124,13 @@ def _bench_load(arguments: argparse.Namespace) -> int:
     from gql_scheduler import bench
 
     print(bench.run_load(arguments.jobs))
+    return 0
+
+
+def _bench_fanout(arguments: argparse.Namespace) -> int:
+    from gql_scheduler import bench_fanout
+
+    print(bench_fanout.run_fanout(arguments.subscribers, arguments.rate, arguments.seconds))
     return 0
 
 

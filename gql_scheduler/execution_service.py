@@ -21,6 +21,7 @@ from gql_scheduler.scheduling.dispatcher import Dispatcher
 from gql_scheduler.scheduling.finishes import retry_of
 from gql_scheduler.scheduling.occurrences import occurrence_key
 from gql_scheduler.store.engine import Database
+from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.executions import job_stats
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import NewExecution, TransitionRepository
@@ -77,7 +78,9 @@ class ExecutionService:
                 if ended is not None:
                     return ended
             await transitions.request_cancel(execution_id)
-        # Ours: stop it now. Another instance's: it sees the request at its next lease renewal.
+            # The owner hears of it on commit (the broker), or at its next lease renewal.
+            EventRepository(connection).signal_cancel(execution_id)
+        # Ours: stop it now.
         await self.dispatcher.cancel_local([execution_id], CANCELLED_BY_REQUEST)
         return await self._current(execution_id)
 

@@ -93,7 +93,7 @@ class JobService:
         async with self.database.write() as connection:
             with _name_field_under_input():
                 await JobRepository(connection).insert(job)
-            await EventRepository(connection).append_job_event(
+            EventRepository(connection).append_job_event(
                 JobEventType.CREATED, job_id=job.id, at=now
             )
         log.info("job created", extra={"action": "job_created", "job_id": job.id})
@@ -127,7 +127,7 @@ class JobService:
             )
             with _name_field_under_input():
                 await jobs.update(job)
-            await EventRepository(connection).append_job_event(
+            EventRepository(connection).append_job_event(
                 JobEventType.UPDATED, job_id=job.id, at=now
             )
         self._changed(job.id)
@@ -139,7 +139,7 @@ class JobService:
             jobs = JobRepository(connection)
             await self._require(jobs, job_id)
             await jobs.delete(job_id)
-            await EventRepository(connection).append_job_event(
+            EventRepository(connection).append_job_event(
                 JobEventType.DELETED, job_id=job_id, at=now
             )
         self._changed(job_id)
@@ -163,7 +163,7 @@ class JobService:
                 version=current.version + 1,
             )
             await jobs.update(job)
-            await EventRepository(connection).append_job_event(
+            EventRepository(connection).append_job_event(
                 JobEventType.PAUSED, job_id=job.id, at=now, payload={"note": note}
             )
         self._changed(job.id)
@@ -192,7 +192,7 @@ class JobService:
             )
             job = dataclasses.replace(job, next_run_at=self._next_run(job, now))
             await jobs.update(job)
-            await EventRepository(connection).append_job_event(
+            EventRepository(connection).append_job_event(
                 JobEventType.RESUMED, job_id=job.id, at=now
             )
         self._changed(job.id)

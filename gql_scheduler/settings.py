@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=10.0, gt=0)
     # An occurrence nobody claimed this long after its time is a misfire.
     misfire_grace_seconds: float = Field(default=5.0, gt=0)
+    # Events older than this are pruned; a subscription cannot resume from before them.
+    event_retention_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Events waiting for one subscriber; past this it is too slow and is closed.
+    subscriber_queue_size: int = Field(default=10_000, ge=1)
+    # Protocol-level keep-alive on subscription websockets (ping / "ka"); 0 turns it off.
+    ws_keepalive_seconds: float = Field(default=15.0, ge=0)
 
     @field_validator("database_url")
     @classmethod

@@ -16,7 +16,6 @@ from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
-import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.applications import Starlette
@@ -24,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-LOCALHOST = "127.0.0.1"
+from gql_scheduler.serving import LOCALHOST, serving
+
 BIG_BODY_BYTES = 1024 * 1024
 SLOW_SECONDS = 30.0
 START_TIMEOUT = 10.0
@@ -107,30 +107,8 @@ async def _client_gone(request: Request) -> None:
 @asynccontextmanager
 async def http_server() -> AsyncIterator[RunningHttpServer]:
     recorder = HttpRecorder()
-    config = uvicorn.Config(
-        _app(recorder),
-        host=LOCALHOST,
-        port=0,
-        log_level="warning",
-        lifespan="off",
-        ws="none",
-        # Bounds the stop if a handler is still busy (it should not be: /slow watches for
-        # the disconnect).
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(START_TIMEOUT):
-            while not server.started:
-                if task.done():
-                    task.result()  # raises what stopped the server from starting
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    async with serving(_app(recorder), lifespan="off", ws="none") as port:
         yield RunningHttpServer(f"http://{LOCALHOST}:{port}", recorder)
-    finally:
-        server.should_exit = True
-        await task
 
 
 def closed_port() -> int:

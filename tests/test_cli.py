@@ -287,6 +287,28 @@ def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path, workdir: P
     assert not (workdir / DEFAULT_DATABASE_FILE).exists(), "the default database was used"
 
 
+# ---------------------------------------------------------------- bench
+
+
+def test_bench_fanout_runs_both_sides_and_cleans_up(tmp_path: Path, workdir: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    result = run_cli(
+        [*MODULE, "bench", "fanout", "--subscribers", "3", "--rate", "5", "--seconds", "1"],
+        cwd=workdir,
+        env=clean_environment(TMPDIR=str(temporary)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "gql-scheduler (SQLite)" in result.stdout, result.stdout
+    assert "plain websocket fan-out" in result.stdout, result.stdout
+    assert "ratio (gql-scheduler / plain websocket fan-out)" in result.stdout, result.stdout
+    # Every event reached every subscriber once, on both sides.
+    assert result.stdout.count("missed 0  duplicated 0") == 2, result.stdout
+    # The bench's database lived in a temporary folder, removed at the end.
+    assert list(temporary.iterdir()) == []
+    assert list(workdir.iterdir()) == []
+
+
 # ---------------------------------------------------------------- export-schema
 
 

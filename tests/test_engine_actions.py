@@ -24,6 +24,8 @@ async def test_http_retries_carry_the_same_idempotency_key(client: GraphQLClient
             client,
             action={"http": {"url": server.url("/status/503"), "json": {"n": 1}}},
             retry={"maxAttempts": 3, "initialDelaySeconds": 0.05, "jitter": False},
+            # The two occurrences' attempts may overlap; SKIP would skip a retry.
+            overlapPolicy="ALLOW",
         )
         await client.data(TRIGGER, {"id": job_id})
         await client.data(TRIGGER, {"id": job_id, "force": True})

@@ -133,14 +133,14 @@ def serve(tmp_path: Path, database_url: str, instance: str, **settings: str) -> 
     # Each start gets its own empty working directory (no stray .env) and its own logs.
     run_dir = tmp_path / f"{instance}-{port}"
     run_dir.mkdir(parents=True)
-    env = clean_environment(
-        GQL_SCHEDULER_DATABASE_URL=database_url,
-        GQL_SCHEDULER_PORT=str(port),
-        GQL_SCHEDULER_INSTANCE_NAME=instance,
-        GQL_SCHEDULER_LEASE_SECONDS=str(LEASE_SECONDS),
-        GQL_SCHEDULER_MISFIRE_GRACE_SECONDS=str(GRACE_SECONDS),
-        **settings,
-    )
+    variables = {
+        "GQL_SCHEDULER_DATABASE_URL": database_url,
+        "GQL_SCHEDULER_PORT": str(port),
+        "GQL_SCHEDULER_INSTANCE_NAME": instance,
+        "GQL_SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS),
+        "GQL_SCHEDULER_MISFIRE_GRACE_SECONDS": str(GRACE_SECONDS),
+    }
+    env = clean_environment(**(variables | settings))
     command = [*MODULE, "serve"]
     with (
         running(command, cwd=run_dir, env=env, log_dir=run_dir / "logs") as started,

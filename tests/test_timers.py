@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,3 +103,70 @@ async def test_jobs_armed_at_start_in_one_load_fire_in_time_order() -> None:
     finally:
         timers.stop()
     assert fired == ["a", "b", "c"]
+
+
+async def test_a_due_slice_is_handed_over_in_one_pass_every_time_in_order() -> None:
+    """SlicedJobStore.fire_due: DUE_SLICE jobs per pass, each with all its due times (none
+    dropped, none merged), and the store kept in order by next time afterwards."""
+    now = datetime.now(UTC)
+    # Each fired last 3 s ago: three occurrences are due now.
+    late = [
+        dataclasses.replace(
+            job(f"late-{index:04d}", IntervalSchedule(1.0, now - timedelta(seconds=2.5)), now),
+            watermark=now - timedelta(seconds=3),
+        )
+        for index in range(2 * DUE_SLICE + 7)
+    ]
+    once = job("once", OnceSchedule(now - timedelta(seconds=0.5)), now - timedelta(seconds=1))
+    timers = Timers(lambda _job_id, _at: None)
+    timers.arm_all([*late, once])
+    store = timers._store  # the unit under test, as the scheduler uses it
+    fired: list[tuple[str, datetime]] = []
+    passes = []
+    while store.get_next_run_time() <= now:
+        before = len(fired)
+        store.fire_due(now, lambda job_id, at: fired.append((job_id, at)))
+        passes.append({job_id for job_id, _ in fired[before:]})
+        entries = store._jobs
+        assert entries == sorted(entries, key=lambda entry: (entry[1], entry[0].id))
+        assert store._jobs_index == {entry[0].id: entry for entry in entries}
+    assert [len(ids) for ids in passes] == [DUE_SLICE, DUE_SLICE, 8]
+    anchor = now - timedelta(seconds=2.5)
+    expected = [anchor + timedelta(seconds=k) for k in range(3)]
+    for item in late:
+        assert [at for job_id, at in fired if job_id == item.id] == expected
+    assert [at for job_id, at in fired if job_id == "once"] == [now - timedelta(seconds=0.5)]
+    assert store.lookup_job("once") is None  # no run left: no timer
+    assert {entry[0].next_run_time for entry in store._jobs} == {anchor + timedelta(seconds=3)}
+
+
+async def test_timer_wake_ups_stay_on_the_loop() -> None:
+    """AsyncIOScheduler's own timer goes through call_soon_threadsafe (a self-pipe write and
+    one more loop pass) on every wake-up; ours runs the pass directly."""
+    loop = asyncio.get_running_loop()
+    threadsafe_calls = 0
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counting(*args: object, **kwargs: object) -> asyncio.Handle:
+        nonlocal threadsafe_calls
+        threadsafe_calls += 1
+        return call_soon_threadsafe(*args, **kwargs)  # type: ignore[arg-type]
+
+    fired: list[str] = []
+    now = datetime.now(UTC)
+    timers = Timers(lambda job_id, _at: fired.append(job_id))
+    timers.arm_all(
+        [
+            job(f"j{index}", OnceSchedule(now + timedelta(seconds=0.05 + index / 100)), now)
+            for index in range(10)
+        ]
+    )
+    timers.start()
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        await asyncio.sleep(0.4)
+    finally:
+        loop.call_soon_threadsafe = call_soon_threadsafe  # type: ignore[method-assign]
+        timers.stop()
+    assert len(fired) == 10
+    assert threadsafe_calls == 0

@@ -7,17 +7,14 @@ process group, close the connection) before letting CancelledError propagate.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from gql_scheduler.domain.actions import Action
+from gql_scheduler.domain.output import OutputStream
 
-
-class OutputStream(enum.StrEnum):
-    STDOUT = "STDOUT"
-    STDERR = "STDERR"
+__all__ = ["ActionResult", "ActionRunner", "OutputSink", "OutputStream", "RunContext"]
 
 
 @dataclass(frozen=True, slots=True)

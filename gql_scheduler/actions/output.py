@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 
-from gql_scheduler.actions.base import OutputStream
+from gql_scheduler.domain.output import OutputChunk, OutputStream
+
+__all__ = ["ChunkListener", "OutputChunk", "OutputCollector"]
 
 TRUNCATION_MARKER = "…[truncated {dropped} bytes]"
-
-
-@dataclass(frozen=True, slots=True)
-class OutputChunk:
-    seq: int
-    stream: OutputStream
-    text: str
-    at: datetime
 
 
 ChunkListener = Callable[[OutputChunk], Awaitable[None]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from strawberry.types import Info as StrawberryInfo
 from gql_scheduler.domain.executions import Execution
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.execution_service import ExecutionService
+from gql_scheduler.live.streams import LiveService
 from gql_scheduler.service import JobService
 
 
@@ -55,10 +57,16 @@ class Context:
     service: JobService
     executions: ExecutionService
     server: ServerInfo
+    live: LiveService
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.service)
+
+    def for_event(self) -> Context:
+        """A copy with fresh loaders: a websocket's context lives as long as the
+        connection, and each subscription event must see the store as it is then."""
+        return dataclasses.replace(self)
 
 
 Info = StrawberryInfo[Context, None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from gql_scheduler.domain import actions, events, executions, jobs, policies
+from gql_scheduler.domain import actions, events, executions, jobs, output, policies
 from gql_scheduler.domain.errors import ErrorCode as DomainErrorCode
 
 JobState = strawberry.enum(jobs.JobState, name="JobState")
@@ -30,3 +30,4 @@ ExecutionTrigger = strawberry.enum(executions.ExecutionTrigger, name="ExecutionT
 JobEventType = strawberry.enum(events.JobEventType, name="JobEventType")
 ExecutionEventType = strawberry.enum(events.ExecutionEventType, name="ExecutionEventType")
 ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
+OutputStream = strawberry.enum(output.OutputStream, name="OutputStream")

@@ -17,6 +17,7 @@ class ErrorCode(enum.StrEnum):
     NAME_TAKEN = "NAME_TAKEN"
     CONFLICT = "CONFLICT"
     DISABLED = "DISABLED"
+    EXPIRED = "EXPIRED"
 
 
 class SchedulerError(Exception):
@@ -68,6 +69,12 @@ class Disabled(UserInputError):
     """This feature is disabled on this server."""
 
     code = ErrorCode.DISABLED
+
+
+class Expired(UserInputError):
+    """What was asked for is no longer kept."""
+
+    code = ErrorCode.EXPIRED
 
 
 class InputErrors(SchedulerError):

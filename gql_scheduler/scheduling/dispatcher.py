@@ -21,6 +21,7 @@ from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.executions import Execution, ExecutionStatus
 from gql_scheduler.scheduling.batching import GroupCommitter
 from gql_scheduler.scheduling.finishes import Finisher, FinishRequest
+from gql_scheduler.scheduling.live_output import LiveOutputWriter
 from gql_scheduler.scheduling.runs import Run, run_action
 from gql_scheduler.scheduling.starts import (
     JobCache,
@@ -207,18 +208,22 @@ class Dispatcher:
     # ------------------------------------------------------------------ running
     async def _run(self, run: Run) -> None:
         execution, job = run.execution, run.job
+        live_output = LiveOutputWriter(self.database, execution.id)
         collector = OutputCollector(
-            limit_bytes=self.settings.output_limit_bytes, now=self.clock.now
+            limit_bytes=self.settings.output_limit_bytes,
+            now=self.clock.now,
+            listener=live_output.on_chunk,
         )
         try:
             try:
                 outcome = await run_action(run, self.runners, collector)
             except asyncio.CancelledError:
-                await asyncio.shield(self._record_interrupted(run, collector))
+                await asyncio.shield(self._record_interrupted(run, collector, live_output))
                 raise
             # Once handed to the group committer the outcome is recorded even if a stop
             # cancels this task while it waits.
-            await self._finish(FinishRequest(execution, job, outcome, collector.chunks))
+            unwritten = await live_output.close()
+            await self._finish(FinishRequest(execution, job, outcome, tuple(unwritten)))
         finally:
             self._runs.pop(execution.id, None)
             run.done.set()
@@ -229,7 +234,9 @@ class Dispatcher:
             self._waited_on.discard(job.id)
             await self.kick_job(job.id)
 
-    async def _record_interrupted(self, run: Run, collector: OutputCollector) -> None:
+    async def _record_interrupted(
+        self, run: Run, collector: OutputCollector, live_output: LiveOutputWriter
+    ) -> None:
         """This instance is stopping: record the run now rather than leave it to the lease;
         an at-least-once job's next attempt waits QUEUED for any instance."""
         stopped = Outcome(
@@ -237,7 +244,8 @@ class Dispatcher:
             output=collector.text(),
             error=f"interrupted: instance {self.settings.instance} stopped while it ran",
         )
-        request = FinishRequest(run.execution, run.job, stopped, collector.chunks, True)
+        unwritten = tuple(await live_output.close())
+        request = FinishRequest(run.execution, run.job, stopped, unwritten, True)
         await self._finisher.finish([request])
 
     async def _finish(self, request: FinishRequest) -> None:
@@ -258,8 +266,10 @@ class Dispatcher:
         """Cancel runs of this instance and wait (bounded) until they are recorded."""
         runs = [self._runs[i] for i in execution_ids if i in self._runs]
         for run in runs:
-            run.cancel_reason = reason
-            if run.task is not None:
+            # Once only: a second cancel would interrupt the recording of the first (the
+            # request and the broker's echo of it may both arrive).
+            if run.cancel_reason is None and run.task is not None:
+                run.cancel_reason = reason
                 run.task.cancel()
         for run in runs:
             with contextlib.suppress(TimeoutError):

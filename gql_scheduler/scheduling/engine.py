@@ -48,7 +48,7 @@ class Engine:
         self.dispatcher = dispatcher
         self.clock = clock
         self.settings = settings
-        self.timers = Timers(self._on_fire)
+        self.timers = Timers(self._on_fire, now=clock.now)
         self._jobs: dict[str, Job] = {}
         self._fired: asyncio.Queue[tuple[str, datetime]] = asyncio.Queue()
         self._loops: list[asyncio.Task[None]] = []

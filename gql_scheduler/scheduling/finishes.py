@@ -7,15 +7,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from gql_scheduler.actions.output import OutputChunk
 from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.events import ExecutionEventType
 from gql_scheduler.domain.executions import Execution, ExecutionStatus, ExecutionTrigger
 from gql_scheduler.domain.jobs import Job
+from gql_scheduler.domain.output import OutputChunk
 from gql_scheduler.domain.policies import Delivery
 from gql_scheduler.domain.retries import retry_delay, should_retry
 from gql_scheduler.store.batches import BatchTransitions, Finished
 from gql_scheduler.store.engine import Database
+from gql_scheduler.store.output import chunk_row
 from gql_scheduler.store.transitions import NewExecution, Outcome, TransitionRepository
 
 log = logging.getLogger("gql_scheduler.dispatcher")
@@ -72,7 +73,7 @@ class Finisher:
             self._warn_lost(requests, kept_ids)
             await batch.save_output(
                 [
-                    _chunk_row(r.execution.id, chunk)
+                    chunk_row(r.execution.id, chunk)
                     for r in requests
                     if r.execution.id in kept_ids
                     for chunk in r.chunks
@@ -115,13 +116,3 @@ class Finisher:
                     "execution was no longer ours to finish",
                     extra={"action": "finish_lost", "execution_id": request.execution.id},
                 )
-
-
-def _chunk_row(execution_id: str, chunk: OutputChunk) -> dict[str, object]:
-    return {
-        "execution_id": int(execution_id),
-        "seq": chunk.seq,
-        "stream": chunk.stream.value,
-        "text": chunk.text,
-        "at": chunk.at,
-    }

@@ -107,7 +107,7 @@ async def record_fired_many(
     await jobs.record_fired_many(rows)
     for job_id, _, following in rows:
         if following is None and await jobs.complete(job_id, now=now):
-            await EventRepository(connection).append_job_event(
+            EventRepository(connection).append_job_event(
                 JobEventType.COMPLETED, job_id=job_id, at=now
             )
 

@@ -62,7 +62,7 @@ class BatchTransitions:
         rows = await self.connection.execute(statement, [insert_values(item, now) for item in new])
         claimed = [Claimed(str(row.id), row.job_id, row.scheduled_for) for row in rows]
         event = ExecutionEventType.QUEUED
-        await self._append_event_rows([(event, c.job_id, c.id) for c in claimed], at=now)
+        self._append_event_rows([(event, c.job_id, c.id) for c in claimed], at=now)
         return claimed
 
     async def get_many(self, execution_ids: Iterable[str]) -> dict[str, Execution]:
@@ -96,7 +96,7 @@ class BatchTransitions:
             "started_at": now,
         }
         started = await self._update_queued(execution_ids, values)
-        await self._append_event_rows(
+        self._append_event_rows(
             [(ExecutionEventType.STARTED, job_id, key) for key, job_id in started], at=now
         )
         return [key for key, _ in started]
@@ -108,7 +108,7 @@ class BatchTransitions:
         values = {"status": status.value, "finished_at": now, "error": error}
         ended = await self._update_queued(execution_ids, values)
         event = EVENT_OF_STATUS[status]
-        await self._append_event_rows([(event, job_id, key) for key, job_id in ended], at=now)
+        self._append_event_rows([(event, job_id, key) for key, job_id in ended], at=now)
         return [key for key, _ in ended]
 
     async def _update_queued(
@@ -153,7 +153,7 @@ class BatchTransitions:
                 ),
                 [_finish_parameters(item) for item in kept],
             )
-        await self._append_event_rows(
+        self._append_event_rows(
             [
                 (EVENT_OF_STATUS[item.outcome.status], item.execution.job_id, item.execution.id)
                 for item in kept
@@ -175,10 +175,10 @@ class BatchTransitions:
             owned.update(str(value) for value in (await self.connection.scalars(query)).all())
         return owned
 
-    async def _append_event_rows(
+    def _append_event_rows(
         self, items: Sequence[tuple[ExecutionEventType, str, str]], *, at: datetime
     ) -> None:
-        await EventRepository(self.connection).append_execution_events(items, at=at)
+        EventRepository(self.connection).append_execution_events(items, at=at)
 
     async def save_output(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:

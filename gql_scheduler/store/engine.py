@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gql_scheduler.store.events import PENDING_OPTION, PendingWrites, flush_pending
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_OPTION = "gql_scheduler_write"
+
+# Told, after each commit that wrote events or output, which signals it carried.
+CommitListener = Callable[[Iterable[str]], None]
 
 
 class Database:
@@ -28,6 +33,10 @@ class Database:
         # SQLite has one writer at a time. Queuing writers here, in order, beats letting
         # them collide on the file lock, where the busy handler sleeps in growing steps.
         self._write_turn = asyncio.Lock() if self.is_sqlite else None
+        self._commit_listeners: list[CommitListener] = []
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        self._commit_listeners.append(listener)
 
     @property
     def is_sqlite(self) -> bool:
@@ -45,11 +54,21 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that will write: committed on exit, rolled back on error."""
+        """A transaction that will write: committed on exit, rolled back on error.
+
+        The events it appended are inserted last, just before the commit (store/events.py
+        says why), and the commit listeners hear of them once committed.
+        """
+        writes = PendingWrites()
         async with self._writer_turn(), self.engine.connect() as connection:
-            connection = await connection.execution_options(**{WRITE_OPTION: True})
+            options = {WRITE_OPTION: True, PENDING_OPTION: writes}
+            connection = await connection.execution_options(**options)
             async with connection.begin():
                 yield connection
+                await flush_pending(connection, writes)
+        if writes.signals:
+            for listener in self._commit_listeners:
+                listener(writes.signals)
 
     @asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:

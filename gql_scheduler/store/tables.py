@@ -139,3 +139,12 @@ events = sa.Table(
     sa.Index("ix_events_job_id_id", "job_id", "id"),
     sa.Index("ix_events_at", "at"),
 )
+
+# One row: every event with an id up to `through_id` has been pruned. A subscriber that
+# resumes from before it would miss events, and is told so instead.
+events_pruned = sa.Table(
+    "events_pruned",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("through_id", BigId, nullable=False),
+)

@@ -81,7 +81,7 @@ class TransitionRepository:
         if row is None:
             return None
         execution = execution_from_row(row)
-        await self.events.append_execution_events(
+        self.events.append_execution_events(
             [(event or EVENT_OF_STATUS[new.status], execution.job_id, execution.id)], at=now
         )
         return execution
@@ -147,9 +147,7 @@ class TransitionRepository:
         if row is None:
             return None
         execution = execution_from_row(row)
-        await self.events.append_execution_events(
-            [(event_type, execution.job_id, execution.id)], at=now
-        )
+        self.events.append_execution_events([(event_type, execution.job_id, execution.id)], at=now)
         return execution
 
     async def renew_leases(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,28 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         utc = check_aware(value).astimezone(UTC)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """Remembers the last value converted: a batch binds one `now` to many rows (the
+        times of its events, ends and claims), each converted again otherwise. Datetimes
+        are immutable, so the same object always converts to the same value."""
+        convert = super().bind_processor(dialect)
+        if convert is None:
+            return None
+        last: tuple[Any, Any] = (None, None)
+
+        def process(value: Any) -> Any:
+            nonlocal last
+            if value is None:
+                return None
+            seen = last  # one read, then one write below: no torn pair across threads
+            if seen[0] is value:
+                return seen[1]
+            converted = convert(value)
+            last = (value, converted)
+            return converted
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

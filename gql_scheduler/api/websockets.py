@@ -1,0 +1,77 @@
+"""Subscription transport: both websocket protocols, with keep-alive pings on by default.
+
+Strawberry sends the legacy graphql-ws protocol's "ka" messages when asked, but never pings
+on graphql-transport-ws; this handler does, once the connection is acknowledged. Pings keep
+idle connections open through proxies, and a send that fails shows a dead peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+)
+
+from gql_scheduler.api.fast_lane import FastLane
+
+
+class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
+    ping_interval: float = 15.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pinger: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._pinger is None and self.ping_interval > 0:
+            self._pinger = asyncio.create_task(self._ping_regularly())
+
+    async def _ping_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            try:
+                await self.send_message({"type": "ping"})
+            except Exception:  # the connection is gone; the reader side cleans up
+                return
+
+    async def run_operation(self, operation: Operation[Any, None]) -> None:
+        """Subscriptions that can take the fast lane do; the rest go Strawberry's way."""
+        lane: FastLane | None = getattr(self.view, "fast_lane", None)
+        executor = None
+        if lane is not None:
+            executor = lane.prepare(
+                operation.query, operation.variables, operation.operation_name, self.context
+            )
+        if lane is None or executor is None:
+            await super().run_operation(operation)
+            return
+        try:
+            await lane.run(executor, operation.id, operation.send_operation_message)
+        except Exception as error:  # a bug: logged, and the operation ends for the client
+            await self.handle_task_exception(error)
+            with contextlib.suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
+
+    async def shutdown(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
+        await super().shutdown()
+
+
+def pinging_handler(interval: float) -> type[PingingTransportWSHandler]:
+    """The handler class with its interval set (Strawberry instantiates the class)."""
+    return type(
+        "PingingTransportWSHandler", (PingingTransportWSHandler,), {"ping_interval": interval}
+    )

@@ -1,0 +1,1 @@
+"""Fan-out of commit signals between instances: in-memory (one process) or PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Live: the event feed, resumable event streams, live output, and event retention."""

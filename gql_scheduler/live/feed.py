@@ -1,0 +1,186 @@
+"""One reader of the outbox per instance, fanning committed events out to subscribers.
+
+Whatever wrote an event, on whichever instance, the broker's signal wakes the feed, which
+reads the outbox after the last id it dispatched and hands each event to every interested
+subscription without waiting for any of them (a full queue closes its subscriber instead).
+The outbox read is one query per wake-up, shared by all subscribers, and so is loading
+the executions the events are about.
+
+`last_id` only grows, and every event up to it has been dispatched: a subscription
+registered now receives exactly the events after it, which is the seam replay uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+
+from gql_scheduler.domain.events import (
+    EventKind,
+    JobEvent,
+    cancel_signal_execution,
+    output_signal_execution,
+)
+from gql_scheduler.live.deliveries import Delivery, Subscription
+from gql_scheduler.store.engine import Database
+from gql_scheduler.store.events import EventLog, EventQuery
+
+log = logging.getLogger("gql_scheduler.live")
+
+PAGE_SIZE = 500
+JobListener = Callable[[JobEvent], None]
+CancelListener = Callable[[str], None]
+
+
+class EventFeed:
+    def __init__(self, database: Database, *, poll_seconds: float = 1.0) -> None:
+        self.database = database
+        # A safety net under the signals: a wake-up this often while anyone listens.
+        self.poll_seconds = poll_seconds
+        self.last_id = 0
+        self._subscriptions: set[Subscription] = set()
+        self._job_listeners: list[JobListener] = []
+        self._cancel_listeners: list[CancelListener] = []
+        self._output_waiters: dict[str, set[asyncio.Event]] = {}
+        self._wake = asyncio.Event()
+        self._reading = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    async def start(self) -> None:
+        async with self.database.read() as connection:
+            self.last_id = await EventLog(connection).last_id()
+        self._task = asyncio.create_task(self._run(), name="event-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for subscription in list(self._subscriptions):
+            subscription.close()
+        self._subscriptions.clear()
+
+    def add_job_listener(self, listener: JobListener) -> None:
+        """Hear every job event from now on, from any instance (timer re-sync)."""
+        self._job_listeners.append(listener)
+
+    def add_cancel_listener(self, listener: CancelListener) -> None:
+        """Hear of each cancellation asked for on any instance, by execution id."""
+        self._cancel_listeners.append(listener)
+
+    def on_signals(self, signals: Iterable[str]) -> None:
+        """The broker's handler: cheap and synchronous; the reading happens in the task."""
+        for signal in signals:
+            if (execution_id := output_signal_execution(signal)) is not None:
+                for waiter in self._output_waiters.get(execution_id, ()):
+                    waiter.set()
+            elif (execution_id := cancel_signal_execution(signal)) is not None:
+                for listener in self._cancel_listeners:
+                    listener(execution_id)
+            else:
+                self._wake.set()
+
+    # ------------------------------------------------------------------ subscribing
+    async def subscribe(self, subscription: Subscription) -> Subscription:
+        """Register; the subscription's seam is the id after which it receives events."""
+        async with self._reading:
+            if not self._interested():
+                # Nobody was reading: nothing before now is owed to anyone.
+                async with self.database.read() as connection:
+                    self.last_id = max(self.last_id, await EventLog(connection).last_id())
+            subscription.seam = self.last_id
+            self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+        subscription.close()
+
+    def watch_output(self, execution_id: str) -> asyncio.Event:
+        """An event set whenever new output of the execution is committed."""
+        waiter = asyncio.Event()
+        self._output_waiters.setdefault(execution_id, set()).add(waiter)
+        return waiter
+
+    def unwatch_output(self, execution_id: str, waiter: asyncio.Event) -> None:
+        waiters = self._output_waiters.get(execution_id)
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del self._output_waiters[execution_id]
+
+    # ------------------------------------------------------------------ reading
+    def _interested(self) -> bool:
+        return bool(self._subscriptions or self._job_listeners)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            if not self._interested():
+                continue
+            try:
+                async with self._reading:
+                    await self._catch_up()
+            except Exception:  # the feed must outlive a failed read; the next wake retries
+                log.exception("reading the event outbox failed", extra={"action": "feed_failed"})
+
+    async def _catch_up(self) -> None:
+        while True:
+            deliveries, through = await self._read_page()
+            for delivery in deliveries:
+                self._dispatch(delivery)
+            self.last_id = max(self.last_id, through)
+            if len(deliveries) < PAGE_SIZE:
+                return
+
+    async def _read_page(self) -> tuple[list[Delivery], int]:
+        """The next page of events, with the executions they are about when wanted."""
+        everything = bool(self._subscriptions)
+        async with self.database.read() as connection:
+            outbox = EventLog(connection)
+            if not everything:  # only timers listen: job events, and skip the rest
+                through = await outbox.last_id()
+                found = await outbox.read(
+                    after=self.last_id,
+                    through=through,
+                    limit=PAGE_SIZE,
+                    query=EventQuery(kind=EventKind.JOB),
+                )
+                if len(found) == PAGE_SIZE:
+                    through = int(found[-1].id)
+                return [Delivery(event) for event in found], through
+            if self._wants_executions():
+                pairs = await outbox.read_with_executions(
+                    after=self.last_id, limit=PAGE_SIZE, query=EventQuery()
+                )
+                deliveries = [Delivery(event, execution) for event, execution in pairs]
+            else:
+                found = await outbox.read(after=self.last_id, limit=PAGE_SIZE, query=EventQuery())
+                deliveries = [Delivery(event) for event in found]
+        return deliveries, deliveries[-1].id if deliveries else self.last_id
+
+    def _wants_executions(self) -> bool:
+        return any(subscription.needs_executions for subscription in self._subscriptions)
+
+    def _dispatch(self, delivery: Delivery) -> None:
+        if isinstance(delivery.event, JobEvent):
+            for listener in self._job_listeners:
+                try:
+                    listener(delivery.event)
+                except Exception:  # one listener's bug must not stop the others' events
+                    log.exception("job event listener failed", extra={"action": "feed_failed"})
+        for subscription in list(self._subscriptions):
+            if subscription.wants(delivery):
+                subscription.offer(delivery)
+                if subscription.overflowed:  # it was told; nothing more goes to it
+                    self._subscriptions.discard(subscription)
