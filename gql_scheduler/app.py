@@ -66,9 +66,13 @@ class Container:
     live: LiveService
     pruner: EventPruner
     _pruning: asyncio.Task[None] | None = None
+    _checkpointing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """The feed first, so that no event committed once the engine runs is missed."""
+        if self.database.checkpointer is not None:
+            checkpoints = self.database.checkpointer.run()
+            self._checkpointing = asyncio.create_task(checkpoints, name="wal-checkpoints")
         await self.feed.start()
         await self.broker.start(self.feed.on_signals)
         if self.broker.spans_processes:
@@ -84,15 +88,20 @@ class Container:
         dispatcher.spawn(dispatcher.cancel_local([execution_id], CANCELLED_BY_REQUEST))
 
     async def aclose(self) -> None:
-        if self._pruning is not None:
-            self._pruning.cancel()
-            await asyncio.gather(self._pruning, return_exceptions=True)
+        await _cancelled(self._pruning)
         await self.engine.stop()
         await self.broker.stop()
         await self.feed.stop()
         await self.runners.aclose()
         await self.http_client.aclose()
+        await _cancelled(self._checkpointing)
         await self.database.dispose()
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:

@@ -127,7 +127,7 @@ async def engine_fire(jobs: int, seconds: float, every: float) -> FireReport:
         container = build_container(settings)
         now = _CLOCK.now()
         await insert_jobs(container, spread_interval_jobs(jobs, every, now))
-        await container.engine.start()
+        await container.start()  # the whole service but HTTP
         await asyncio.sleep(seconds + every)
         await container.engine.stop()  # in-flight runs finish and are recorded
         window_start = now + timedelta(seconds=every + WARM_UP_SECONDS)

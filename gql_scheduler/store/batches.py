@@ -22,7 +22,12 @@ from gql_scheduler.domain.events import ExecutionEventType
 from gql_scheduler.domain.executions import Execution, ExecutionStatus
 from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.executions import execution_from_row
-from gql_scheduler.store.tables import OCCURRENCE_WHERE, execution_output, executions
+from gql_scheduler.store.tables import (
+    OCCURRENCE_WHERE,
+    UNFINISHED_WHERE,
+    execution_output,
+    executions,
+)
 from gql_scheduler.store.transitions import EVENT_OF_STATUS, NewExecution, Outcome, insert_values
 
 # Rows per statement: far below SQLite's limit of 32,766 bound values.
@@ -76,11 +81,8 @@ class BatchTransitions:
     async def unfinished_of_jobs(self, job_ids: Iterable[str]) -> list[Execution]:
         """QUEUED and RUNNING executions of these jobs: what overlap decisions look at."""
         found: list[Execution] = []
-        unfinished = [ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]
         for part in _chunks(sorted(set(job_ids))):
-            query = executions.select().where(
-                executions.c.job_id.in_(part), executions.c.status.in_(unfinished)
-            )
+            query = executions.select().where(executions.c.job_id.in_(part), UNFINISHED_WHERE)
             rows = (await self.connection.execute(query)).mappings().all()
             found.extend(execution_from_row(row) for row in rows)
         return found

@@ -15,6 +15,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gql_scheduler.store.checkpoints import (
+    AUTOCHECKPOINT_BACKSTOP_PAGES,
+    JOURNAL_SIZE_LIMIT_BYTES,
+    WalCheckpointer,
+)
 from gql_scheduler.store.events import PENDING_OPTION, PendingWrites, flush_pending
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -34,6 +39,9 @@ class Database:
         # them collide on the file lock, where the busy handler sleeps in growing steps.
         self._write_turn = asyncio.Lock() if self.is_sqlite else None
         self._commit_listeners: list[CommitListener] = []
+        path = sqlite_file(self.url.database) if self.is_sqlite else None
+        # Checkpoints off the writers' path once `run()` is started (Container.start).
+        self.checkpointer = WalCheckpointer(path) if path is not None else None
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._commit_listeners.append(listener)
@@ -66,6 +74,8 @@ class Database:
             async with connection.begin():
                 yield connection
                 await flush_pending(connection, writes)
+        if self.checkpointer is not None:
+            self.checkpointer.note_write()
         if writes.signals:
             for listener in self._commit_listeners:
                 listener(writes.signals)
@@ -82,13 +92,20 @@ class Database:
         await self.engine.dispose()
 
 
+def sqlite_file(database: str | None) -> Path | None:
+    """The file an SQLite URL's database names; None for in-memory and URI forms."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, echo=echo, pool_pre_ping=True)
-    database = parsed.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(parsed.database)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, echo=echo)
     _configure_sqlite(engine)
     return engine
@@ -105,6 +122,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_BACKSTOP_PAGES}")
+        cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

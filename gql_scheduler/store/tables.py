@@ -87,7 +87,6 @@ executions = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_executions_job_id_id", "job_id", "id"),
     sa.Index("ix_executions_status_lease_until", "status", "lease_until"),
-    sa.Index("ix_executions_job_id_status", "job_id", "status"),
     sa.Index("ix_executions_status_run_after", "status", "run_after"),
 )
 
@@ -121,6 +120,18 @@ sa.Index(
     unique=True,
     sqlite_where=OCCURRENCE_WHERE,
     postgresql_where=OCCURRENCE_WHERE,
+)
+
+# The runs still QUEUED or RUNNING: what overlap decisions look at, for every start batch.
+# Partial, so that it stays as small as the work in flight: a full (job_id, status) index
+# moved an entry at the job's place in the whole history on every status change. Queries
+# must repeat the predicate literally for the planner to use it.
+UNFINISHED_WHERE = sa.text("status IN ('QUEUED', 'RUNNING')")
+sa.Index(
+    "ix_executions_unfinished",
+    executions.c.job_id,
+    sqlite_where=UNFINISHED_WHERE,
+    postgresql_where=UNFINISHED_WHERE,
 )
 
 # The outbox (invariant 4): every state change writes its event in the same transaction.
