@@ -24,6 +24,7 @@ from gql_scheduler.domain.actions import (
     action_to_dict,
     is_secret_header,
     masked_headers,
+    masked_url,
     validate_action,
 )
 from gql_scheduler.domain.errors import ErrorCode, UserInputError
@@ -393,3 +394,22 @@ def test_stored_form_does_not_share_mutable_values_with_the_action() -> None:
 def test_unknown_stored_kind_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown action kind 'carrier-pigeon'"):
         action_from_dict({"kind": "carrier-pigeon"})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://example.test/hook", "https://example.test/hook"),
+        ("https://bot:s3cret@example.test/x", "https://bot:***@example.test/x"),
+        ("https://bot@example.test/x", "https://bot@example.test/x"),
+        ("https://a:b:c@example.test:8443/x", "https://a:***@example.test:8443/x"),
+        (
+            "https://example.test/x?page=2&access_token=t&API_KEY=k&flag",
+            "https://example.test/x?page=2&access_token=***&API_KEY=***&flag",
+        ),
+        ("https://example.test/x?q=token", "https://example.test/x?q=token"),
+        ("http://u:p@127.0.0.1/x?secret=s#frag", "http://u:***@127.0.0.1/x?secret=***#frag"),
+    ],
+)
+def test_masked_url_hides_passwords_and_secret_parameters_only(url: str, shown: str) -> None:
+    assert masked_url(url) == shown

@@ -82,7 +82,7 @@ async def test_every_action_kind_round_trips_with_secrets_masked(database_url: s
             name="http",
             action={
                 "http": {
-                    "url": "https://example.test/hook",
+                    "url": "https://bot:hunter2@example.test/hook?api_key=k3y&page=2",
                     "method": "PUT",
                     "headers": [
                         {"name": "Authorization", "value": "Bearer s3cret"},
@@ -106,7 +106,7 @@ async def test_every_action_kind_round_trips_with_secrets_masked(database_url: s
         )
     assert http["action"] == {
         "__typename": "HttpAction",
-        "url": "https://example.test/hook",
+        "url": "https://bot:***@example.test/hook?api_key=***&page=2",
         "method": "PUT",
         "headers": [
             {"name": "Authorization", "value": "***"},

@@ -98,7 +98,12 @@ class Header:
 
 @strawberry.type
 class HttpAction:
-    url: str
+    url: str = strawberry.field(
+        description=(
+            "A password in the URL, and the values of query parameters that look secret, "
+            'read back as "***".'
+        )
+    )
     method: actions.HttpMethod
     headers: list[Header]
     body: str | None
@@ -135,7 +140,7 @@ Action = Annotated[
 def action_from_domain(action: actions.Action) -> Action:
     if isinstance(action, actions.HttpAction):
         return HttpAction(
-            url=action.url,
+            url=actions.masked_url(action.url),
             method=action.method,
             headers=[
                 Header(name=h.name, value=h.value) for h in actions.masked_headers(action.headers)

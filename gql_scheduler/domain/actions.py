@@ -289,6 +289,25 @@ def masked_headers(headers: Iterable[Header]) -> tuple[Header, ...]:
     )
 
 
+def masked_url(url: str) -> str:
+    """The URL as the API shows it: a password in its userinfo, and the values of
+    secret-looking query parameters (`?api_key=...`, `?token=...`), replaced by MASK."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
+    query = "&".join(_masked_parameter(pair) for pair in parts.query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def _masked_parameter(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    return f"{name}={MASK}" if equals and is_secret_header(name) else pair
+
+
 # ---------------------------------------------------------------- storage
 
 
