@@ -309,6 +309,28 @@ def test_bench_fanout_runs_both_sides_and_cleans_up(tmp_path: Path, workdir: Pat
     assert list(workdir.iterdir()) == []
 
 
+def test_bench_fire_and_load_run_both_sides_and_clean_up(tmp_path: Path, workdir: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = clean_environment(TMPDIR=str(temporary))
+    fire = run_cli(
+        [*MODULE, "bench", "fire", "--jobs", "20", "--seconds", "3"], cwd=workdir, env=env
+    )
+    assert fire.returncode == 0, fire.stderr
+    lines = fire.stdout.splitlines()
+    ours = next(line for line in lines if line.startswith("gql-scheduler (SQLite)"))
+    baseline = next(line for line in lines if line.startswith("bare APScheduler"))
+    for line in (ours, baseline):
+        assert "/s  drift p50" in line, fire.stdout
+        assert "worst 5 s p99" in line, fire.stdout
+    assert "ratio (gql-scheduler / bare APScheduler)" in fire.stdout
+    load = run_cli([*MODULE, "bench", "load", "--jobs", "200"], cwd=workdir, env=env)
+    assert load.returncode == 0, load.stderr
+    assert "200 active cron jobs loaded and armed in" in load.stdout, load.stdout
+    assert list(temporary.iterdir()) == []
+    assert list(workdir.iterdir()) == []
+
+
 # ---------------------------------------------------------------- export-schema
 
 
