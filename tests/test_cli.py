@@ -326,7 +326,9 @@ def test_bench_fire_and_load_run_both_sides_and_clean_up(tmp_path: Path, workdir
     assert "ratio (gql-scheduler / bare APScheduler)" in fire.stdout
     load = run_cli([*MODULE, "bench", "load", "--jobs", "200"], cwd=workdir, env=env)
     assert load.returncode == 0, load.stderr
-    assert "200 active cron jobs loaded and armed in" in load.stdout, load.stdout
+    assert "200 active cron jobs loaded and armed" in load.stdout, load.stdout
+    assert "reconcile pass" in load.stdout, load.stdout
+    assert "ratio (gql-scheduler / bare APScheduler)" in load.stdout, load.stdout
     assert list(temporary.iterdir()) == []
     assert list(workdir.iterdir()) == []
 

@@ -147,13 +147,16 @@ class JobRepository:
             query = query.with_for_update()
         return {row.id: row.version for row in await self.connection.execute(query)}
 
-    async def versions(self) -> dict[str, tuple[JobState, int]]:
-        """Every job's state and version: what the reconcile loop compares with its timers."""
-        query = sa.select(jobs.c.id, jobs.c.state, jobs.c.version)
-        return {
-            row.id: (JobState(row.state), row.version)
-            for row in (await self.connection.execute(query)).all()
-        }
+    async def versions_page(self, *, after: str, limit: int) -> list[tuple[str, str, int]]:
+        """(id, state, version) of the next `limit` jobs in id order after `after`: what
+        the reconcile loop compares with its timers, a page at a time."""
+        query = (
+            sa.select(jobs.c.id, jobs.c.state, jobs.c.version)
+            .where(jobs.c.id > after)
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        return [tuple(row) for row in (await self.connection.execute(query)).all()]
 
     async def record_started(self, job_ids: Sequence[str], *, at: datetime) -> None:
         if job_ids:
