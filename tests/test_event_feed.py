@@ -22,7 +22,7 @@ from gql_scheduler.store.engine import WRITE_OPTION, Database
 from gql_scheduler.store.events import EventLog, EventRepository, PendingWrites, flush_pending
 from gql_scheduler.testing import FixedClock
 from tests.engine_helpers import poll
-from tests.graphql_client import settings_for
+from tests.graphql_client import running_client, settings_for
 from tests.live_server import LiveServer, live_server
 from tests.ws_client import StuckSubscriber, subscription_client
 
@@ -95,6 +95,34 @@ async def test_a_resume_during_concurrent_writes_gets_every_event_once_in_order(
         await asyncio.gather(*writers)
     assert received == sorted(set(received))
     assert received == await all_event_ids(database)
+
+
+async def test_a_resume_outgrowing_the_queue_reads_the_rest_from_the_outbox(
+    database_url: str,
+) -> None:
+    """More events can arrive during a long replay than a subscriber's queue holds. That
+    is not the subscriber being slow: its stream reads them from the outbox as well, and
+    then goes on live, every event once and in order."""
+    settings = settings_for(database_url, subscriber_queue_size=5, ws_keepalive_seconds=0)
+    async with running_client(settings) as client:
+        container = client.container
+        await write_job_events(container.database, batches=1, per_batch=30)
+        stream = container.live.job_events(job_id=None, after="0")
+        try:
+            received = await take(stream, 1)  # registered, and replaying the first 30
+            await write_job_events(container.database, batches=4, per_batch=5)
+
+            async def dispatched() -> int:
+                return container.feed.last_id
+
+            await poll(dispatched, lambda last: last >= 50)  # 20 live ones: the queue overflowed
+            received += await take(stream, 49)
+            await write_job_events(container.database, batches=1, per_batch=1)
+            received += await take(stream, 1)  # and live after that
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        assert received == await all_event_ids(container.database)
+        assert len(received) == 51
 
 
 async def test_pruning_keeps_the_retention_period_and_refuses_older_cursors(

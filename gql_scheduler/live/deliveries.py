@@ -47,6 +47,10 @@ class Subscription:
     `offer` never waits: when the queue is full the subscriber is marked too slow, told
     through `on_overflow` (which closes its connection), and receives nothing more. The
     others never wait for it, and its memory stays bounded.
+
+    While the subscriber is still `catching_up` (replaying the outbox), a full queue is
+    not its fault: it is marked `lagged` instead, queues nothing more, and its stream reads
+    what it missed from the outbox too (`EventFeed.reseam`).
     """
 
     def __init__(
@@ -62,15 +66,21 @@ class Subscription:
         self.needs_executions = needs_executions
         self.on_overflow = on_overflow
         self.seam = 0
+        self.catching_up = False
+        self.lagged = False
         self.overflowed = False
         self.closed = False
         self._queue: collections.deque[Delivery] = collections.deque()
         self._ready = asyncio.Event()
 
     def offer(self, delivery: Delivery) -> None:
-        if self.closed or self.overflowed:
+        if self.closed or self.overflowed or self.lagged:
             return
         if len(self._queue) >= self.max_queued:
+            if self.catching_up:
+                self.lagged = True
+                self._queue.clear()
+                return
             self.overflowed = True
             self._queue.clear()
             self._ready.set()
@@ -79,6 +89,12 @@ class Subscription:
             return
         self._queue.append(delivery)
         self._ready.set()
+
+    def restart_at(self, seam: int) -> None:
+        """Receive the events after `seam` from now on; those queued are read again."""
+        self.seam = seam
+        self.lagged = False
+        self._queue.clear()
 
     def close(self) -> None:
         self.closed = True

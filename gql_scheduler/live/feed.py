@@ -99,6 +99,12 @@ class EventFeed:
             self._subscriptions.add(subscription)
         return subscription
 
+    async def reseam(self, subscription: Subscription) -> None:
+        """Move a lagged subscription's seam up to what has been dispatched: its stream
+        replays up to the new seam from the outbox, and the queue resumes after it."""
+        async with self._reading:
+            subscription.restart_at(self.last_id)
+
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
         subscription.close()

@@ -105,17 +105,22 @@ class LiveService:
             needs_executions=wanted.kind is EventKind.EXECUTION,
             on_overflow=on_overflow,
         )
+        subscription.catching_up = after is not None
         await self.feed.subscribe(subscription)
         try:
-            last = after if after is not None else subscription.seam
-            if last < subscription.seam:
-                async for delivery in self._replay(wanted, after=last, through=subscription.seam):
-                    last = delivery.id
+            position = after if after is not None else subscription.seam
+            while position < subscription.seam:
+                through = subscription.seam
+                async for delivery in self._replay(wanted, after=position, through=through):
                     yield delivery
+                position = through
+                if subscription.lagged:  # more arrived meanwhile than the queue holds
+                    await self.feed.reseam(subscription)
+            subscription.catching_up = False
             while True:
                 delivery = await subscription.next()
-                if delivery.id > last:  # a cursor ahead of the seam skips what it has seen
-                    last = delivery.id
+                if delivery.id > position:  # a cursor ahead of the seam skips what it has seen
+                    position = delivery.id
                     yield delivery
         finally:
             self.feed.unsubscribe(subscription)
