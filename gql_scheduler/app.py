@@ -165,7 +165,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         scheduler_running=lambda: engine.running,
     )
     broker = _broker_for(database)
-    feed = EventFeed(database)
+    feed = EventFeed(database, poll_seconds=settings.event_poll_seconds)
     return Container(
         settings=settings,
         database=database,

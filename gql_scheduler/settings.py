@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     misfire_grace_seconds: float = Field(default=5.0, gt=0)
     # Events older than this are pruned; a subscription cannot resume from before them.
     event_retention_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # How often the event feed reads the outbox when no broker signal woke it: the safety
+    # net under the signals (NOTIFY), while anyone subscribes.
+    event_poll_seconds: float = Field(default=1.0, gt=0)
     # Events waiting for one subscriber; past this it is too slow and is closed.
     subscriber_queue_size: int = Field(default=10_000, ge=1)
     # Protocol-level keep-alive on subscription websockets (ping / "ka"); 0 turns it off.

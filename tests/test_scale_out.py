@@ -29,6 +29,8 @@ from tests.test_engine_processes import (
 from tests.ws_client import subscription_client
 
 NO_RECONCILE = {"GQL_SCHEDULER_RECONCILE_SECONDS": "3600"}
+# Nor does the event feed poll the outbox: only NOTIFY can wake it.
+NO_SAFETY_NETS = {**NO_RECONCILE, "GQL_SCHEDULER_EVENT_POLL_SECONDS": "3600"}
 UPDATE_SCHEDULE = """
 mutation($id: ID!, $input: UpdateJobInput!) {
   updateJob(id: $id, input: $input) { job { id } errors { field message } }
@@ -98,8 +100,8 @@ async def test_a_subscriber_on_one_instance_sees_the_runs_of_the_other(
     tmp_path: Path, empty_database_url: str
 ) -> None:
     with ExitStack() as stack:
-        a = stack.enter_context(serve(tmp_path, empty_database_url, "a", **NO_RECONCILE))
-        b = stack.enter_context(serve(tmp_path, empty_database_url, "b", **NO_RECONCILE))
+        a = stack.enter_context(serve(tmp_path, empty_database_url, "a", **NO_SAFETY_NETS))
+        b = stack.enter_context(serve(tmp_path, empty_database_url, "b", **NO_SAFETY_NETS))
         job_id = create_job(a, "watched", {"cron": {"expression": "0 0 1 1 *"}})
         url = b.base_url.replace("http://", "ws://") + "/graphql"
         async with subscription_client(url) as client:
