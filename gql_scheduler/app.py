@@ -113,19 +113,22 @@ async def _cancelled(task: asyncio.Task[None] | None) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
-    clock = clock or SystemClock()
-    database = Database(settings.database_url)
-    handlers = HandlerRegistry.load()
-    http_client = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(30, connect=10))
-    runners = ActionRunners.create(
+def _runners_for(
+    settings: Settings, handlers: HandlerRegistry, http_client: httpx.AsyncClient
+) -> ActionRunners:
+    return ActionRunners.create(
         handlers=handlers,
         http_client=http_client,
         smtp_url=settings.smtp_url,
         shell_enabled=settings.enable_shell,
         http_max_body_bytes=settings.output_limit_bytes,
     )
-    dispatcher = Dispatcher(
+
+
+def _dispatcher_for(
+    settings: Settings, database: Database, runners: ActionRunners, clock: Clock
+) -> Dispatcher:
+    return Dispatcher(
         database,
         runners,
         clock,
@@ -136,6 +139,15 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             output_limit_bytes=settings.output_limit_bytes,
         ),
     )
+
+
+def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    clock = clock or SystemClock()
+    database = Database(settings.database_url)
+    handlers = HandlerRegistry.load()
+    http_client = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(30, connect=10))
+    runners = _runners_for(settings, handlers, http_client)
+    dispatcher = _dispatcher_for(settings, database, runners, clock)
     engine = Engine(
         database,
         dispatcher,

@@ -4,6 +4,7 @@ garbage collector's full passes."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import uuid
 from collections.abc import AsyncIterator
@@ -13,8 +14,9 @@ import sqlalchemy as sa
 
 from gql_scheduler.app import build_container
 from gql_scheduler.scheduling import engine as engine_module
+from gql_scheduler.store.events import EventLog
 from gql_scheduler.store.tables import jobs
-from tests.engine_helpers import create_job
+from tests.engine_helpers import create_job, poll
 from tests.graphql_client import GraphQLClient, running_client, settings_for
 
 pytestmark = pytest.mark.asyncio
@@ -25,6 +27,26 @@ async def quiet_client(database_url: str) -> AsyncIterator[GraphQLClient]:
     """The app with its reconcile loop idle: the test runs each pass itself."""
     async with running_client(settings_for(database_url, reconcile_seconds=3600)) as client:
         yield client
+
+
+async def settled(client: GraphQLClient) -> None:
+    """Until the engine has acted on every job change it was told of. On PostgreSQL the
+    feed hands the jobs' events to the engine too (as for another instance's changes),
+    and a re-sync still under way could read the changes this test makes behind its back.
+    """
+    container = client.container
+    async with container.database.read() as connection:
+        newest = await EventLog(connection).last_id()
+
+    async def dispatched() -> int:
+        return container.feed.last_id
+
+    if container.broker.spans_processes:
+        await poll(dispatched, lambda last: last >= newest)
+    spawned = container.engine.dispatcher._tasks  # the re-syncs, among others
+    async with asyncio.timeout(10):
+        while spawned:
+            await asyncio.wait(set(spawned))
 
 
 async def copy_job_behind_the_engines_back(client: GraphQLClient, job_id: str) -> str:
@@ -45,6 +67,7 @@ async def test_a_reconcile_pass_rearms_every_job_changed_behind_the_engines_back
     client = quiet_client
     engine = client.container.engine
     ids = [await create_job(client, name=f"job-{index}") for index in range(5)]
+    await settled(client)
     assert engine.timers.armed_ids() == set(ids)
     deleted, paused = ids[0], ids[4]
     async with client.container.database.write() as connection:
