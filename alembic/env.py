@@ -14,7 +14,7 @@ from logging.config import fileConfig
 from sqlalchemy.engine import Connection, make_url
 
 from alembic import context
-from gql_scheduler.store import engine as store_engine
+from gql_scheduler.store import database as store_database
 from gql_scheduler.store import migrations
 from gql_scheduler.store.tables import metadata
 
@@ -73,7 +73,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_async_migrations() -> None:
     # engine.py's engine, so that SQLite gets the pragmas the server runs with.
-    engine = store_engine.create_engine(database_url())
+    engine = store_database.create_engine(database_url())
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

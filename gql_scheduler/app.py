@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from gql_scheduler import __version__
-from gql_scheduler.actions.handlers import HandlerRegistry
+from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.actions.runners import ActionRunners
 from gql_scheduler.api.context import Context, ServerInfo
 from gql_scheduler.api.fast_lane import FastLane
@@ -30,17 +29,18 @@ from gql_scheduler.broker.base import Broker
 from gql_scheduler.broker.memory import MemoryBroker
 from gql_scheduler.broker.postgres import PostgresBroker
 from gql_scheduler.domain.clock import Clock, SystemClock
-from gql_scheduler.execution_service import CANCELLED_BY_REQUEST, ExecutionService
 from gql_scheduler.live.feed import EventFeed
 from gql_scheduler.live.retention import EventPruner
-from gql_scheduler.live.streams import LiveService
 from gql_scheduler.scheduling.dispatcher import Dispatcher, DispatchSettings
 from gql_scheduler.scheduling.engine import Engine, EngineSettings
-from gql_scheduler.service import JobService
+from gql_scheduler.services.executions import CANCELLED_BY_REQUEST, ExecutionService
+from gql_scheduler.services.jobs import JobService
+from gql_scheduler.services.streams import StreamService
+from gql_scheduler.services.validation import ServerPolicy
 from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
-from gql_scheduler.store.engine import Database
-from gql_scheduler.validation import ServerPolicy
+from gql_scheduler.store.database import Database
+from gql_scheduler.tasks import BackgroundTasks
 
 log = logging.getLogger("gql_scheduler.app")
 
@@ -59,15 +59,14 @@ class Container:
     http_client: httpx.AsyncClient
     runners: ActionRunners
     engine: Engine
-    service: JobService
+    jobs: JobService
     executions: ExecutionService
+    streams: StreamService
     server: ServerInfo
     broker: Broker
     feed: EventFeed
-    live: LiveService
     pruner: EventPruner
-    _pruning: asyncio.Task[None] | None = None
-    _checkpointing: asyncio.Task[None] | None = None
+    _background: BackgroundTasks = field(default_factory=BackgroundTasks)
 
     async def start(self, *, freeze_heap: bool = False) -> None:
         """The feed first, so that no event committed once the engine runs is missed.
@@ -77,8 +76,7 @@ class Container:
         pass held the event loop for over 300 ms, and they recur as the process allocates.
         """
         if self.database.checkpointer is not None:
-            checkpoints = self.database.checkpointer.run()
-            self._checkpointing = asyncio.create_task(checkpoints, name="wal-checkpoints")
+            self._background.start(self.database.checkpointer.run(), name="wal-checkpoints")
         await self.feed.start()
         await self.broker.start(self.feed.on_signals)
         if self.broker.spans_processes:
@@ -87,7 +85,7 @@ class Container:
             self.feed.add_job_listener(lambda event: self.engine.job_changed(event.job_id))
             self.feed.add_cancel_listener(self._cancel_here)
         await self.engine.start()
-        self._pruning = asyncio.create_task(self.pruner.run(), name="event-pruner")
+        self._background.start(self.pruner.run(), name="event-pruner")
         if freeze_heap:
             gc.collect()  # what is garbage now is not frozen with the rest
             gc.freeze()
@@ -97,20 +95,14 @@ class Container:
         dispatcher.spawn(dispatcher.cancel_local([execution_id], CANCELLED_BY_REQUEST))
 
     async def aclose(self) -> None:
-        await _cancelled(self._pruning)
         await self.engine.stop()
         await self.broker.stop()
         await self.feed.stop()
         await self.runners.aclose()
         await self.http_client.aclose()
-        await _cancelled(self._checkpointing)
+        # The pruner and the checkpointer last: the stops above still write.
+        await self._background.stop()
         await self.database.dispose()
-
-
-async def _cancelled(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def _runners_for(
@@ -164,7 +156,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         email_enabled=settings.smtp_url is not None,
         handlers=handlers,
     )
-    service = JobService(
+    jobs = JobService(
         database,
         clock,
         policy,
@@ -184,12 +176,12 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         http_client=http_client,
         runners=runners,
         engine=engine,
-        service=service,
+        jobs=jobs,
         executions=ExecutionService(database, clock, dispatcher),
+        streams=StreamService(database, feed, max_queued=settings.subscriber_queue_size),
         server=server,
         broker=broker,
         feed=feed,
-        live=LiveService(database, feed, max_queued=settings.subscriber_queue_size),
         pruner=EventPruner(database, clock, retention_seconds=settings.event_retention_seconds),
     )
 
@@ -227,10 +219,10 @@ class GraphQLApp(GraphQL[Context, None]):
         return Context(
             request=request,
             response=response,
-            service=self.container.service,
+            jobs=self.container.jobs,
             executions=self.container.executions,
+            streams=self.container.streams,
             server=self.container.server,
-            live=self.container.live,
         )
 
 
@@ -260,7 +252,7 @@ def create_app(
             log.info("gql-scheduler stopped", extra={"action": "stopped"})
 
     async def healthz(_request: Request) -> Response:
-        report = await container.service.health()
+        report = await container.jobs.health()
         body: dict[str, Any] = {
             "status": "ok" if report.database else "degraded",
             "version": __version__,

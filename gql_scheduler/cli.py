@@ -114,23 +114,23 @@ def _migrate(arguments: argparse.Namespace) -> int:
 
 
 def _bench_fire(arguments: argparse.Namespace) -> int:
-    from gql_scheduler import bench
+    from gql_scheduler.bench import fire
 
-    print(bench.run_fire(arguments.jobs, arguments.seconds, arguments.every))
+    print(fire.run_fire(arguments.jobs, arguments.seconds, arguments.every))
     return 0
 
 
 def _bench_load(arguments: argparse.Namespace) -> int:
-    from gql_scheduler import bench
+    from gql_scheduler.bench import load
 
-    print(bench.run_load(arguments.jobs))
+    print(load.run_load(arguments.jobs))
     return 0
 
 
 def _bench_fanout(arguments: argparse.Namespace) -> int:
-    from gql_scheduler import bench_fanout
+    from gql_scheduler.bench import fanout
 
-    print(bench_fanout.run_fanout(arguments.subscribers, arguments.rate, arguments.seconds))
+    print(fanout.run_fanout(arguments.subscribers, arguments.rate, arguments.seconds))
     return 0
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from gql_scheduler.app import UVICORN_OPTIONS, Container, create_app
+from gql_scheduler.bench.serving import LOCALHOST, serving
 from gql_scheduler.domain.clock import Clock
-from gql_scheduler.serving import LOCALHOST, serving
 from gql_scheduler.settings import Settings
 
 

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from gql_scheduler.serving import LOCALHOST, serving
+from gql_scheduler.bench.serving import LOCALHOST, serving
 
 BIG_BODY_BYTES = 1024 * 1024
 SLOW_SECONDS = 30.0

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gql_scheduler.domain.executions import ExecutionStatus, ExecutionTrigger
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.tables import events, executions, job_tags, jobs
 
 

@@ -25,9 +25,9 @@ from gql_scheduler.actions import shell as shell_module
 from gql_scheduler.actions.base import ActionResult, OutputStream, RunContext
 from gql_scheduler.actions.email import EmailRunner, parse_smtp_url
 from gql_scheduler.actions.handler import HandlerRunner
-from gql_scheduler.actions.handlers import HandlerContext, HandlerRegistry
 from gql_scheduler.actions.http import USER_AGENT, HttpRunner
-from gql_scheduler.actions.output import ChunkListener, OutputChunk, OutputCollector
+from gql_scheduler.actions.output_collector import ChunkListener, OutputChunk, OutputCollector
+from gql_scheduler.actions.registry import HandlerContext, HandlerRegistry
 from gql_scheduler.actions.runners import EMAIL_DISABLED, SHELL_DISABLED, ActionRunners
 from gql_scheduler.actions.shell import ShellRunner
 from gql_scheduler.domain.actions import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gql_scheduler.actions.handlers import HandlerRegistry
+from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.domain.actions import (
     MASK,
     Action,

@@ -14,7 +14,7 @@ from sqlalchemy import event
 
 from gql_scheduler.api.schema import export_sdl
 from gql_scheduler.domain.executions import ExecutionStatus
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from tests import queries
 from tests.graphql_client import GraphQLClient, running_client, settings_for
 from tests.store_probe import insert_execution

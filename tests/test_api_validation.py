@@ -208,7 +208,7 @@ async def test_internal_errors_are_masked(
     async def broken() -> None:
         raise RuntimeError("connection string postgres://secret@db")
 
-    monkeypatch.setattr(client.container.service, "health", broken)
+    monkeypatch.setattr(client.container.jobs, "health", broken)
     body = await client.execute("{ health { status } }")
     (error,) = body["errors"]
     assert error["message"] == "Internal server error."

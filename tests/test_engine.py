@@ -382,9 +382,9 @@ async def test_jitter_delays_each_run_by_its_own_offset(client: GraphQLClient) -
 async def test_a_failed_claim_is_tried_again(
     client: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from gql_scheduler.scheduling import occurrences
+    from gql_scheduler.scheduling import claims
 
-    real_claim = occurrences.claim_occurrences
+    real_claim = claims.claim_occurrences
     failures = []
 
     async def flaky_claim(*args: Any, **kwargs: Any) -> Any:
@@ -393,7 +393,7 @@ async def test_a_failed_claim_is_tried_again(
             raise OSError("database connection reset")
         return await real_claim(*args, **kwargs)
 
-    monkeypatch.setattr(occurrences, "claim_occurrences", flaky_claim)
+    monkeypatch.setattr(claims, "claim_occurrences", flaky_claim)
     at = datetime.now(UTC) + timedelta(seconds=0.3)
     job_id = await create_job(client, schedules=[{"once": {"at": at.isoformat()}}])
     (run,) = await wait_for(client, job_id, lambda seen: terminal(seen) and seen != [])

@@ -105,7 +105,7 @@ def test_missed_occurrences_keep_the_newest_when_there_are_too_many(
     from gql_scheduler.domain.actions import HandlerAction
     from gql_scheduler.domain.jobs import Job, JobSpec, JobState
     from gql_scheduler.domain.schedules import IntervalSchedule
-    from gql_scheduler.scheduling import occurrences
+    from gql_scheduler.scheduling import misfires
 
     down_since = NOW - timedelta(hours=4)
     spec = JobSpec(
@@ -121,9 +121,9 @@ def test_missed_occurrences_keep_the_newest_when_there_are_too_many(
         updated_at=down_since,
         watermark=down_since,
     )
-    missed = occurrences.missed_occurrences(job, now=NOW, grace=timedelta(seconds=5))
-    assert len(missed) == occurrences.MAX_MISSED_RECORDED
+    missed = misfires.missed_occurrences(job, now=NOW, grace=timedelta(seconds=5))
+    assert len(missed) == misfires.MAX_MISSED_RECORDED
     assert missed[-1] == NOW - timedelta(seconds=5)
     assert missed == sorted(missed)
     (record,) = [r for r in caplog.records if getattr(r, "action", "") == "misfires_dropped"]
-    assert record.dropped == 4 * 3600 - 5 - occurrences.MAX_MISSED_RECORDED
+    assert record.dropped == 4 * 3600 - 5 - misfires.MAX_MISSED_RECORDED

@@ -16,9 +16,9 @@ from gql_scheduler.api.subscriptions import TOO_SLOW_CLOSE_CODE, TOO_SLOW_REASON
 from gql_scheduler.broker.postgres import PostgresBroker
 from gql_scheduler.domain.errors import Expired
 from gql_scheduler.domain.events import JobEventType
-from gql_scheduler.live.deliveries import Delivery
 from gql_scheduler.live.retention import EventPruner
-from gql_scheduler.store.engine import WRITE_OPTION, Database
+from gql_scheduler.live.subscribers import FeedEvent
+from gql_scheduler.store.database import WRITE_OPTION, Database
 from gql_scheduler.store.events import EventLog, EventRepository, PendingWrites, flush_pending
 from gql_scheduler.testing import FixedClock
 from tests.engine_helpers import poll
@@ -65,11 +65,11 @@ def _everything() -> object:
     return EventQuery()
 
 
-async def take(stream: AsyncIterator[Delivery], count: int) -> list[int]:
+async def take(stream: AsyncIterator[FeedEvent], count: int) -> list[int]:
     ids: list[int] = []
     async with asyncio.timeout(20):
-        async for delivery in stream:
-            ids.append(delivery.id)
+        async for feed_event in stream:
+            ids.append(feed_event.id)
             if len(ids) == count:
                 break
     return ids
@@ -87,7 +87,7 @@ async def test_a_resume_during_concurrent_writes_gets_every_event_once_in_order(
     ]
     await asyncio.sleep(0.05)
     total = WRITERS * BATCHES_PER_WRITER * EVENTS_PER_BATCH
-    stream = server.container.live.job_events(job_id=None, after="0")
+    stream = server.container.streams.job_events(job_id=None, after="0")
     try:
         received = await take(stream, total)
     finally:
@@ -107,7 +107,7 @@ async def test_a_resume_outgrowing_the_queue_reads_the_rest_from_the_outbox(
     async with running_client(settings) as client:
         container = client.container
         await write_job_events(container.database, batches=1, per_batch=30)
-        stream = container.live.job_events(job_id=None, after="0")
+        stream = container.streams.job_events(job_id=None, after="0")
         try:
             received = await take(stream, 1)  # registered, and replaying the first 30
             await write_job_events(container.database, batches=4, per_batch=5)
@@ -135,7 +135,7 @@ async def test_pruning_keeps_the_retention_period_and_refuses_older_cursors(
     pruner = EventPruner(database, later, retention_seconds=3600)
     assert await pruner.prune_once() == len(ids) - 1  # the newest is kept (SQLite ids)
     assert await all_event_ids(database) == ids[-1:]
-    live = server.container.live
+    live = server.container.streams
     with pytest.raises(Expired) as refused:
         await anext(live.job_events(job_id=None, after=str(ids[0])))
     assert refused.value.field == ("after",)
@@ -189,7 +189,7 @@ async def test_event_ids_follow_commit_order_even_when_writers_interleave(
     """Writer A inserts its event and has not committed when writer B tries: B must wait,
     or B's larger id would be read first and a reader resuming after it would skip A's."""
     database = server.container.database
-    stream = server.container.live.job_events(job_id=None, after=None)
+    stream = server.container.streams.job_events(job_id=None, after=None)
     first = asyncio.ensure_future(take(stream, 2))
     await poll(_count(server), lambda count: count == 1)
     async with _open_write(database) as writer_a:
@@ -251,7 +251,7 @@ async def test_the_listener_reconnects_and_fills_the_gap_from_the_outbox(
     assert isinstance(broker, PostgresBroker)
     container.feed.poll_seconds = 3600  # only signals may wake the feed in this test
     broker.reconnect_delay = 1.0  # a gap that certainly outlasts the commit below
-    stream = container.live.job_events(job_id=None, after=None)
+    stream = container.streams.job_events(job_id=None, after=None)
     received = asyncio.ensure_future(take(stream, 3))
     await poll(_count(server), lambda count: count == 1)
     await write_job_events(container.database, 1, 1)  # delivered through NOTIFY

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gql_scheduler.actions.handlers import (
+from gql_scheduler.actions.registry import (
     ENTRY_POINT_GROUP,
     HandlerContext,
     HandlerFailed,

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateIndex
 
 from gql_scheduler.domain.executions import ExecutionTrigger
-from gql_scheduler.store import engine as store_engine
+from gql_scheduler.store import database as store_database
 from gql_scheduler.store import migrations, tables
 from tests import databases
 
@@ -55,7 +55,7 @@ def migrated_url(empty_database_url: str) -> str:
 
 @asynccontextmanager
 async def connect(url: str) -> AsyncIterator[AsyncConnection]:
-    engine = store_engine.create_engine(url)
+    engine = store_database.create_engine(url)
     try:
         async with engine.connect() as connection:
             yield connection
@@ -128,7 +128,7 @@ def job(job_id: str, created_at: datetime) -> dict[str, Any]:
 
 async def insert(url: str, table: sa.Table, *rows: dict[str, Any]) -> None:
     """Each row in its own committed transaction, as concurrent writers would."""
-    database = store_engine.Database(url)
+    database = store_database.Database(url)
     try:
         for row in rows:
             async with database.write() as connection:
@@ -263,7 +263,7 @@ async def test_occurrence_index_lets_manual_runs_and_retries_share_an_instant(
 
 @both_backends
 async def test_on_conflict_do_nothing_claims_an_occurrence_once(migrated_url: str) -> None:
-    database = store_engine.Database(migrated_url)
+    database = store_database.Database(migrated_url)
     insert_for = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
     statement = (
         insert_for[database.engine.dialect.name](tables.executions)
@@ -316,7 +316,7 @@ async def test_naive_timestamps_are_refused(migrated_url: str) -> None:
 
 @both_backends
 async def test_upgrade_async_runs_inside_a_running_loop(empty_database_url: str) -> None:
-    engine = store_engine.create_engine(empty_database_url)
+    engine = store_database.create_engine(empty_database_url)
     try:
         await migrations.upgrade_async(engine)
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from gql_scheduler.domain.policies import MisfirePolicy
 from gql_scheduler.logs import JsonFormatter, configure_logging
 from gql_scheduler.settings import LogFormat, SettingsError, load_settings
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 
 
 @pytest.fixture(autouse=True)

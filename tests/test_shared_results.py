@@ -16,47 +16,48 @@ from gql_scheduler.api.context import Context
 from gql_scheduler.api.schema import build_schema
 from gql_scheduler.api.shared_results import SharedData, encode_message
 from gql_scheduler.domain.events import JobEvent, JobEventType
-from gql_scheduler.live.deliveries import Delivery
+from gql_scheduler.live.subscribers import FeedEvent
 
 DOCUMENT = "subscription { jobEvents { id type jobId } }"
 OTHER_DOCUMENT = "subscription { jobEvents { id jobId } }"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class FixedDeliveries:
-    """Yields the same Delivery objects to every subscriber, as the feed does."""
+class FixedFeedEvents:
+    """Yields the same FeedEvent objects to every subscriber, as the feed does."""
 
-    def __init__(self, deliveries: list[Delivery]) -> None:
-        self.deliveries = deliveries
+    def __init__(self, feed_events: list[FeedEvent]) -> None:
+        self.feed_events = feed_events
 
-    async def job_events(self, **_filters: Any) -> AsyncIterator[Delivery]:
-        for delivery in self.deliveries:
-            yield delivery
+    async def job_events(self, **_filters: Any) -> AsyncIterator[FeedEvent]:
+        for feed_event in self.feed_events:
+            yield feed_event
 
 
-def context(live: FixedDeliveries) -> Context:
-    service = SimpleNamespace(jobs_by_ids=None, executions_by_ids=None, latest_executions=None)
+def context(streams: FixedFeedEvents) -> Context:
+    jobs = SimpleNamespace(get_many=None)
+    executions = SimpleNamespace(get_many=None, latest_of_jobs=None)
     return Context(
         request=None,  # type: ignore[arg-type]
         response=None,
-        service=service,  # type: ignore[arg-type]
-        executions=None,  # type: ignore[arg-type]
+        jobs=jobs,  # type: ignore[arg-type]
+        executions=executions,  # type: ignore[arg-type]
+        streams=streams,  # type: ignore[arg-type]
         server=None,  # type: ignore[arg-type]
-        live=live,  # type: ignore[arg-type]
     )
 
 
-async def results(document: str, live: FixedDeliveries) -> list[Any]:
+async def results(document: str, live: FixedFeedEvents) -> list[Any]:
     stream = await build_schema().subscribe(document, context_value=context(live))
     return [result.data async for result in stream]  # type: ignore[union-attr]
 
 
 async def test_subscribers_with_the_same_document_share_each_result() -> None:
-    deliveries = [
-        Delivery(JobEvent(id=str(n), type=JobEventType.UPDATED, at=AT, job_id=f"job-{n}"))
+    feed_events = [
+        FeedEvent(JobEvent(id=str(n), type=JobEventType.UPDATED, at=AT, job_id=f"job-{n}"))
         for n in (1, 2)
     ]
-    live = FixedDeliveries(deliveries)
+    live = FixedFeedEvents(feed_events)
     first = await results(DOCUMENT, live)
     second = await results(DOCUMENT, live)
     assert (
@@ -68,10 +69,10 @@ async def test_subscribers_with_the_same_document_share_each_result() -> None:
         ]
     )
     # One result per event for the two subscribers: computed once, then shared.
-    assert [len(delivery.shared) for delivery in deliveries] == [1, 1]
+    assert [len(feed_event.shared) for feed_event in feed_events] == [1, 1]
     other = await results(OTHER_DOCUMENT, live)
     assert other[0] == {"jobEvents": {"id": "1", "jobId": "job-1"}}
-    assert [len(delivery.shared) for delivery in deliveries] == [2, 2]
+    assert [len(feed_event.shared) for feed_event in feed_events] == [2, 2]
 
 
 def test_a_shared_result_is_encoded_once_and_reads_the_same() -> None:

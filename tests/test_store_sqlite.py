@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gql_scheduler.store.batches import BatchTransitions
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.tables import events_pruned
+from gql_scheduler.store.transitions import TransitionRepository
 from tests import databases
 from tests.engine_helpers import poll
 
@@ -92,7 +92,7 @@ async def test_start_batches_read_unfinished_runs_through_the_partial_index(
 
     try:
         async with database.write() as connection:
-            await BatchTransitions(connection).unfinished_of_jobs(["a", "b"])
+            await TransitionRepository(connection).unfinished_of_jobs(["a", "b"])
     finally:
         await database.dispose()
     assert any("ix_executions_unfinished" in plan for plan in plans), plans

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from gql_scheduler.actions.base import ActionResult, OutputSink, OutputStream, RunContext
-from gql_scheduler.actions.handlers import HandlerContext, HandlerFailed, HandlerRegistry
+from gql_scheduler.actions.registry import HandlerContext, HandlerFailed, HandlerRegistry
 from gql_scheduler.domain.actions import HandlerAction
 
 logger = logging.getLogger("gql_scheduler.actions")

@@ -9,8 +9,8 @@ import httpx
 from gql_scheduler.actions.base import ActionResult, OutputSink, RunContext
 from gql_scheduler.actions.email import EmailRunner
 from gql_scheduler.actions.handler import HandlerRunner
-from gql_scheduler.actions.handlers import HandlerRegistry
 from gql_scheduler.actions.http import DEFAULT_MAX_BODY_BYTES, HttpRunner
+from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.actions.shell import DEFAULT_KILL_GRACE_SECONDS, ShellRunner
 from gql_scheduler.domain.actions import (
     Action,

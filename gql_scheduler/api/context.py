@@ -1,4 +1,4 @@
-"""The per-request context: the service, the caller's instance info, and fresh DataLoaders."""
+"""The per-request context: the use cases, this instance's info, and fresh DataLoaders."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from strawberry.types import Info as StrawberryInfo
 
 from gql_scheduler.domain.executions import Execution
 from gql_scheduler.domain.jobs import Job
-from gql_scheduler.execution_service import ExecutionService
-from gql_scheduler.live.streams import LiveService
-from gql_scheduler.service import JobService
+from gql_scheduler.services.executions import ExecutionService
+from gql_scheduler.services.jobs import JobService
+from gql_scheduler.services.streams import StreamService
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +30,13 @@ class ServerInfo:
 class Loaders:
     """Created per request so that nothing cached outlives it (Strawberry's dataloader guide)."""
 
-    def __init__(self, service: JobService) -> None:
-        self.job: DataLoader[str, Job | None] = DataLoader(_by_keys(service.jobs_by_ids))
+    def __init__(self, jobs: JobService, executions: ExecutionService) -> None:
+        self.job: DataLoader[str, Job | None] = DataLoader(_by_keys(jobs.get_many))
         self.execution: DataLoader[str, Execution | None] = DataLoader(
-            _by_keys(service.executions_by_ids)
+            _by_keys(executions.get_many)
         )
         self.last_execution: DataLoader[str, Execution | None] = DataLoader(
-            _by_keys(service.latest_executions)
+            _by_keys(executions.latest_of_jobs)
         )
 
 
@@ -54,14 +54,14 @@ def _by_keys(
 class Context:
     request: Request | WebSocket
     response: Response | WebSocket | None
-    service: JobService
+    jobs: JobService
     executions: ExecutionService
+    streams: StreamService
     server: ServerInfo
-    live: LiveService
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.service)
+        self.loaders = Loaders(self.jobs, self.executions)
 
     def for_event(self) -> Context:
         """A copy with fresh loaders: a websocket's context lives as long as the

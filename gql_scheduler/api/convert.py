@@ -15,7 +15,7 @@ from gql_scheduler.domain.errors import InputErrors, InvalidInput
 from gql_scheduler.domain.jobs import JobSpec
 from gql_scheduler.domain.policies import RetryPolicy
 from gql_scheduler.domain.schedules import CronSchedule, OnceSchedule
-from gql_scheduler.validation import IntervalDraft, ScheduleDraft
+from gql_scheduler.services.validation import IntervalDraft, ScheduleDraft
 
 T = TypeVar("T")
 

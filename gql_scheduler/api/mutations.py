@@ -55,7 +55,7 @@ class Mutation:
     @strawberry.mutation
     async def create_job(self, info: Info, input: inputs.CreateJobInput) -> JobPayload:
         async def create() -> domain_jobs.Job:
-            return await info.context.service.create_job(
+            return await info.context.jobs.create_job(
                 convert.job_spec(input),
                 convert.schedule_drafts(input.schedules),
                 paused=bool(input.paused),
@@ -73,28 +73,24 @@ class Mutation:
                 if input.schedules not in (None, strawberry.UNSET)
                 else None
             )
-            return await info.context.service.update_job(
-                str(id), convert.job_changes(input), drafts
-            )
+            return await info.context.jobs.update_job(str(id), convert.job_changes(input), drafts)
 
         return JobPayload.of(*await collect_user_errors(update()))
 
     @strawberry.mutation
     async def delete_job(self, info: Info, id: strawberry.ID) -> DeleteJobPayload:
-        deleted, errors = await collect_user_errors(info.context.service.delete_job(str(id)))
+        deleted, errors = await collect_user_errors(info.context.jobs.delete_job(str(id)))
         return DeleteJobPayload(
             deleted_job_id=strawberry.ID(deleted) if deleted else None, errors=errors
         )
 
     @strawberry.mutation
     async def pause_job(self, info: Info, id: strawberry.ID, note: str | None = None) -> JobPayload:
-        return JobPayload.of(
-            *await collect_user_errors(info.context.service.pause_job(str(id), note))
-        )
+        return JobPayload.of(*await collect_user_errors(info.context.jobs.pause_job(str(id), note)))
 
     @strawberry.mutation
     async def resume_job(self, info: Info, id: strawberry.ID) -> JobPayload:
-        return JobPayload.of(*await collect_user_errors(info.context.service.resume_job(str(id))))
+        return JobPayload.of(*await collect_user_errors(info.context.jobs.resume_job(str(id))))
 
     @strawberry.mutation(
         description=(

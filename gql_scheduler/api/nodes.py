@@ -75,7 +75,7 @@ class Job:
 
     @strawberry.field(description="The job's own policy, or the server's default when it set none.")
     def misfire_policy(self, info: Info) -> MisfirePolicy:
-        return info.context.service.misfire_policy_of(self.domain)
+        return info.context.jobs.misfire_policy_of(self.domain)
 
     @strawberry.field
     def catch_up_window_seconds(self) -> float | None:
@@ -111,13 +111,13 @@ class Job:
 
     @strawberry.field
     def next_run_at(self, info: Info) -> datetime | None:
-        runs = info.context.service.upcoming_runs(self.domain, 1)
+        runs = info.context.jobs.upcoming_runs(self.domain, 1)
         return runs[0] if runs else None
 
     @strawberry.field
     def upcoming_runs(self, info: Info, count: int | None = 5) -> list[datetime]:
         with raise_as_graphql_error():
-            return info.context.service.upcoming_runs(self.domain, 5 if count is None else count)
+            return info.context.jobs.upcoming_runs(self.domain, 5 if count is None else count)
 
     @strawberry.field
     async def last_execution(self, info: Info) -> Execution | None:
@@ -136,7 +136,7 @@ class Job:
             job_id=self.domain.id, statuses=tuple(statuses) if statuses else None
         )
         with raise_as_graphql_error():
-            page = await info.context.service.list_executions(
+            page = await info.context.executions.list_executions(
                 execution_filter, first=20 if first is None else first, after=after
             )
         return ExecutionConnection.from_page(page, has_previous=after is not None)

@@ -22,7 +22,7 @@ class Query:
         self, info: Info, id: strawberry.ID | None = None, name: str | None = None
     ) -> Job | None:
         with raise_as_graphql_error():
-            job = await info.context.service.get_job(
+            job = await info.context.jobs.get_job(
                 job_id=str(id) if id is not None else None, name=name
             )
         return Job(domain=job) if job else None
@@ -37,7 +37,7 @@ class Query:
         order_by: JobOrder | None = JobOrder.NAME_ASC,
     ) -> JobConnection:
         with raise_as_graphql_error():
-            page = await info.context.service.list_jobs(
+            page = await info.context.jobs.list_jobs(
                 convert.job_filter(filter),
                 order_by or JobOrder.NAME_ASC,
                 first=50 if first is None else first,
@@ -66,7 +66,7 @@ class Query:
         filter: inputs.ExecutionFilter | None = None,
     ) -> ExecutionConnection:
         with raise_as_graphql_error():
-            page = await info.context.service.list_executions(
+            page = await info.context.executions.list_executions(
                 convert.execution_filter(filter), first=50 if first is None else first, after=after
             )
         return ExecutionConnection.from_page(page, has_previous=after is not None)
@@ -85,7 +85,7 @@ class Query:
         after: datetime | None = None,
     ) -> SchedulePreview:
         try:
-            preview = info.context.service.preview_schedules(
+            preview = info.context.jobs.preview_schedules(
                 convert.schedule_drafts(schedules), count=5 if count is None else count, after=after
             )
         except InputErrors as error:
@@ -98,7 +98,7 @@ class Query:
 
     @strawberry.field
     async def health(self, info: Info) -> Health:
-        report = await info.context.service.health()
+        report = await info.context.jobs.health()
         server = info.context.server
         return Health(
             status="ok" if report.database else "degraded",

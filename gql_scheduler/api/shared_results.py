@@ -3,7 +3,7 @@
 Stock Strawberry (graphql-core) runs the subscription's selection set for every subscriber
 and every event. Subscribers whose documents, operation names and variables are the same
 get the same result for the same event, so the first one to ask computes it and stores it
-on the event's delivery (`Delivery.shared`), which lives only as long as the event is
+on the event's feed_event (`FeedEvent.shared`), which lives only as long as the event is
 being delivered. Everyone else awaits that result. What each client receives is unchanged.
 
 The key would have to include the caller's identity if results ever depended on it
@@ -19,7 +19,7 @@ from typing import Any
 from graphql import OperationType, print_ast
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gql_scheduler.live.deliveries import Delivery
+from gql_scheduler.live.subscribers import FeedEvent
 
 
 class SharedData(dict[str, Any]):
@@ -78,8 +78,8 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
 
 
 def shared_results_of(root_value: Any) -> dict[Any, Any] | None:
-    delivery = getattr(root_value, "delivery", None)
-    return delivery.shared if isinstance(delivery, Delivery) else None
+    feed_event = getattr(root_value, "feed_event", None)
+    return feed_event.shared if isinstance(feed_event, FeedEvent) else None
 
 
 def _share_key(executor: StrawberryGraphQLCoreExecutionContext) -> tuple[str, str, str]:

@@ -27,7 +27,7 @@ from gql_scheduler.domain.events import ExecutionEventType, JobEventType
 from gql_scheduler.domain.executions import ExecutionStatus
 from gql_scheduler.domain.output import OutputChunk as DomainChunk
 from gql_scheduler.domain.output import OutputStream
-from gql_scheduler.live.deliveries import Delivery, OverflowCallback, SubscriberTooSlow
+from gql_scheduler.live.subscribers import FeedEvent, OverflowCallback, SubscriberTooSlow
 
 T = TypeVar("T")
 
@@ -38,61 +38,61 @@ TOO_SLOW_REASON = "subscriber too slow: resubscribe with after: <last event id r
 
 @strawberry.type(name="ExecutionEvent")
 class ExecutionEventNode:
-    delivery: strawberry.Private[Delivery]
+    feed_event: strawberry.Private[FeedEvent]
 
     @strawberry.field(
         description="Monotonic event id: pass it as `after` to resume a subscription "
         "without losing events."
     )
     def id(self) -> str:
-        return self.delivery.event.id
+        return self.feed_event.event.id
 
     @strawberry.field
     def type(self) -> ExecutionEventType:
-        event = self.delivery.event
+        event = self.feed_event.event
         assert isinstance(event, domain_events.ExecutionEvent)
         return event.type
 
     @strawberry.field
     def at(self) -> datetime:
-        return self.delivery.event.at
+        return self.feed_event.event.at
 
     @strawberry.field(description="The execution as it is when the event is delivered.")
     def execution(self) -> Execution:
-        assert self.delivery.execution is not None  # the feed delivers only these
-        return Execution(domain=self.delivery.execution)
+        assert self.feed_event.execution is not None  # the feed delivers only these
+        return Execution(domain=self.feed_event.execution)
 
 
 @strawberry.type(name="JobEvent")
 class JobEventNode:
-    delivery: strawberry.Private[Delivery]
+    feed_event: strawberry.Private[FeedEvent]
 
     @strawberry.field
     def id(self) -> str:
-        return self.delivery.event.id
+        return self.feed_event.event.id
 
     @strawberry.field
     def type(self) -> JobEventType:
-        event = self.delivery.event
+        event = self.feed_event.event
         assert isinstance(event, domain_events.JobEvent)
         return event.type
 
     @strawberry.field
     def at(self) -> datetime:
-        return self.delivery.event.at
+        return self.feed_event.event.at
 
     @strawberry.field
     def job_id(self) -> strawberry.ID:
-        return strawberry.ID(self.delivery.event.job_id)
+        return strawberry.ID(self.feed_event.event.job_id)
 
     @strawberry.field(description="Null once the job is deleted.")
     async def job(self, info: Info) -> Job | None:
-        job = await info.context.loaders.job.load(self.delivery.event.job_id)
+        job = await info.context.loaders.job.load(self.feed_event.event.job_id)
         return Job(domain=job) if job else None
 
     @strawberry.field
     def actor(self) -> str | None:
-        event = self.delivery.event
+        event = self.feed_event.event
         return event.actor if isinstance(event, domain_events.JobEvent) else None
 
 
@@ -126,27 +126,27 @@ class Subscription:
         after: str | None = None,
     ) -> AsyncGenerator[ExecutionEventNode, None]:
         with raise_as_graphql_error():
-            stream = info.context.live.execution_events(
+            stream = info.context.streams.execution_events(
                 job_id=str(job_id) if job_id is not None else None,
                 statuses=statuses,
                 after=after,
                 on_overflow=_closer(info),
             )
-        async for delivery in _guarded(stream):
-            yield ExecutionEventNode(delivery=delivery)
+        async for feed_event in _guarded(stream):
+            yield ExecutionEventNode(feed_event=feed_event)
 
     @strawberry.subscription
     async def job_events(
         self, info: Info, job_id: strawberry.ID | None = None, after: str | None = None
     ) -> AsyncGenerator[JobEventNode, None]:
         with raise_as_graphql_error():
-            stream = info.context.live.job_events(
+            stream = info.context.streams.job_events(
                 job_id=str(job_id) if job_id is not None else None,
                 after=after,
                 on_overflow=_closer(info),
             )
-        async for delivery in _guarded(stream):
-            yield JobEventNode(delivery=delivery)
+        async for feed_event in _guarded(stream):
+            yield JobEventNode(feed_event=feed_event)
 
     @strawberry.subscription(
         description="Live output of a running execution; completes when the execution finishes."
@@ -154,7 +154,7 @@ class Subscription:
     async def execution_output(
         self, info: Info, execution_id: strawberry.ID
     ) -> AsyncGenerator[OutputChunk, None]:
-        stream = info.context.live.execution_output(str(execution_id))
+        stream = info.context.streams.execution_output(str(execution_id))
         async for chunk in _guarded(stream):
             yield OutputChunk.of(str(execution_id), chunk)
 

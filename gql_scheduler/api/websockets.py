@@ -20,6 +20,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 
 from gql_scheduler.api.fast_lane import FastLane
+from gql_scheduler.tasks import BackgroundTasks
 
 
 class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
@@ -27,12 +28,12 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pinger: asyncio.Task[None] | None = None
+        self._pinger = BackgroundTasks()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
-        if self.connection_acknowledged and self._pinger is None and self.ping_interval > 0:
-            self._pinger = asyncio.create_task(self._ping_regularly())
+        if self.connection_acknowledged and not self._pinger and self.ping_interval > 0:
+            self._pinger.start(self._ping_regularly(), name="ws-pings")
 
     async def _ping_regularly(self) -> None:
         while True:
@@ -63,10 +64,7 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             raise
 
     async def shutdown(self) -> None:
-        if self._pinger is not None:
-            self._pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pinger
+        await self._pinger.stop()
         await super().shutdown()
 
 

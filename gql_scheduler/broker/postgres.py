@@ -17,6 +17,7 @@ import asyncpg
 
 from gql_scheduler.broker.base import SignalHandler
 from gql_scheduler.domain.events import NOTIFY_CHANNEL, RESYNC_SIGNAL
+from gql_scheduler.tasks import BackgroundTasks
 
 log = logging.getLogger("gql_scheduler.broker")
 
@@ -36,20 +37,16 @@ class PostgresBroker:
         self.reconnect_delay = RECONNECT_FIRST_DELAY
         self._on_signals: SignalHandler | None = None
         self._connection: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTasks()
         self._lost = asyncio.Event()
 
     async def start(self, on_signals: SignalHandler) -> None:
         self._on_signals = on_signals
         await self._connect()  # the first connection must work: fail the start otherwise
-        self._task = asyncio.create_task(self._keep_connected(), name="broker-listener")
+        self._background.start(self._keep_connected(), name="broker-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
         await self._close()
 
     def listener_pid(self) -> int | None:

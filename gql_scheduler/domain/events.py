@@ -72,6 +72,19 @@ STATUS_AFTER_EVENT = {
 }
 
 
+# The event that records an execution reaching each status.
+EVENT_OF_STATUS = {
+    ExecutionStatus.QUEUED: ExecutionEventType.QUEUED,
+    ExecutionStatus.RUNNING: ExecutionEventType.STARTED,
+    ExecutionStatus.SUCCEEDED: ExecutionEventType.SUCCEEDED,
+    ExecutionStatus.FAILED: ExecutionEventType.FAILED,
+    ExecutionStatus.TIMED_OUT: ExecutionEventType.TIMED_OUT,
+    ExecutionStatus.CANCELLED: ExecutionEventType.CANCELLED,
+    ExecutionStatus.SKIPPED: ExecutionEventType.SKIPPED,
+    ExecutionStatus.MISSED: ExecutionEventType.MISSED,
+}
+
+
 def event_types_for(statuses: Iterable[ExecutionStatus]) -> frozenset[ExecutionEventType]:
     wanted = set(statuses)
     return frozenset(kind for kind, status in STATUS_AFTER_EVENT.items() if status in wanted)

@@ -93,3 +93,28 @@ class ExecutionStats:
     p95_drift_ms: float | None
     last_success_at: datetime | None
     last_failure_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewExecution:
+    """An execution about to be created: an occurrence claimed, a manual run, a retry."""
+
+    job_id: str
+    trigger: ExecutionTrigger
+    scheduled_for: datetime
+    idempotency_key: str
+    status: ExecutionStatus = ExecutionStatus.QUEUED
+    attempt: int = 1
+    retry_of_id: str | None = None
+    run_after: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended, as it is recorded."""
+
+    status: ExecutionStatus
+    result_code: int | None = None
+    output: str | None = None
+    error: str | None = None

@@ -1,1 +1,2 @@
-"""Live: the event feed, resumable event streams, live output, and event retention."""
+"""Live: the event feed (one reader of the outbox per instance), the subscribers it fans out
+to, and event retention."""

@@ -2,11 +2,11 @@
 
 Whatever wrote an event, on whichever instance, the broker's signal wakes the feed, which
 reads the outbox after the last id it dispatched and hands each event to every interested
-subscription without waiting for any of them (a full queue closes its subscriber instead).
+queue without waiting for any of them (a full queue closes its subscriber instead).
 The outbox read is one query per wake-up, shared by all subscribers, and so is loading
 the executions the events are about.
 
-`last_id` only grows, and every event up to it has been dispatched: a subscription
+`last_id` only grows, and every event up to it has been dispatched: a queue
 registered now receives exactly the events after it, which is the seam replay uses.
 """
 
@@ -23,9 +23,10 @@ from gql_scheduler.domain.events import (
     cancel_signal_execution,
     output_signal_execution,
 )
-from gql_scheduler.live.deliveries import Delivery, Subscription
-from gql_scheduler.store.engine import Database
+from gql_scheduler.live.subscribers import FeedEvent, SubscriberQueue
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventLog, EventQuery
+from gql_scheduler.tasks import BackgroundTasks
 
 log = logging.getLogger("gql_scheduler.live")
 
@@ -40,32 +41,28 @@ class EventFeed:
         # A safety net under the signals: a wake-up this often while anyone listens.
         self.poll_seconds = poll_seconds
         self.last_id = 0
-        self._subscriptions: set[Subscription] = set()
+        self._queues: set[SubscriberQueue] = set()
         self._job_listeners: list[JobListener] = []
         self._cancel_listeners: list[CancelListener] = []
         self._output_waiters: dict[str, set[asyncio.Event]] = {}
         self._wake = asyncio.Event()
         self._reading = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTasks()
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscriptions)
+        return len(self._queues)
 
     async def start(self) -> None:
         async with self.database.read() as connection:
             self.last_id = await EventLog(connection).last_id()
-        self._task = asyncio.create_task(self._run(), name="event-feed")
+        self._background.start(self._run(), name="event-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for subscription in list(self._subscriptions):
-            subscription.close()
-        self._subscriptions.clear()
+        await self._background.stop()
+        for queue in list(self._queues):
+            queue.close()
+        self._queues.clear()
 
     def add_job_listener(self, listener: JobListener) -> None:
         """Hear every job event from now on, from any instance (timer re-sync)."""
@@ -88,26 +85,26 @@ class EventFeed:
                 self._wake.set()
 
     # ------------------------------------------------------------------ subscribing
-    async def subscribe(self, subscription: Subscription) -> Subscription:
-        """Register; the subscription's seam is the id after which it receives events."""
+    async def subscribe(self, queue: SubscriberQueue) -> SubscriberQueue:
+        """Register; the queue's seam is the id after which it receives events."""
         async with self._reading:
             if not self._interested():
                 # Nobody was reading: nothing before now is owed to anyone.
                 async with self.database.read() as connection:
                     self.last_id = max(self.last_id, await EventLog(connection).last_id())
-            subscription.seam = self.last_id
-            self._subscriptions.add(subscription)
-        return subscription
+            queue.seam = self.last_id
+            self._queues.add(queue)
+        return queue
 
-    async def reseam(self, subscription: Subscription) -> None:
-        """Move a lagged subscription's seam up to what has been dispatched: its stream
+    async def reseam(self, queue: SubscriberQueue) -> None:
+        """Move a lagged queue's seam up to what has been dispatched: its stream
         replays up to the new seam from the outbox, and the queue resumes after it."""
         async with self._reading:
-            subscription.restart_at(self.last_id)
+            queue.restart_at(self.last_id)
 
-    def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.discard(subscription)
-        subscription.close()
+    def unsubscribe(self, queue: SubscriberQueue) -> None:
+        self._queues.discard(queue)
+        queue.close()
 
     def watch_output(self, execution_id: str) -> asyncio.Event:
         """An event set whenever new output of the execution is committed."""
@@ -124,7 +121,7 @@ class EventFeed:
 
     # ------------------------------------------------------------------ reading
     def _interested(self) -> bool:
-        return bool(self._subscriptions or self._job_listeners)
+        return bool(self._queues or self._job_listeners)
 
     async def _run(self) -> None:
         while True:
@@ -142,16 +139,16 @@ class EventFeed:
 
     async def _catch_up(self) -> None:
         while True:
-            deliveries, through = await self._read_page()
-            for delivery in deliveries:
-                self._dispatch(delivery)
+            feed_events, through = await self._read_page()
+            for feed_event in feed_events:
+                self._dispatch(feed_event)
             self.last_id = max(self.last_id, through)
-            if len(deliveries) < PAGE_SIZE:
+            if len(feed_events) < PAGE_SIZE:
                 return
 
-    async def _read_page(self) -> tuple[list[Delivery], int]:
+    async def _read_page(self) -> tuple[list[FeedEvent], int]:
         """The next page of events, with the executions they are about when wanted."""
-        everything = bool(self._subscriptions)
+        everything = bool(self._queues)
         async with self.database.read() as connection:
             outbox = EventLog(connection)
             if not everything:  # only timers listen: job events, and skip the rest
@@ -164,29 +161,29 @@ class EventFeed:
                 )
                 if len(found) == PAGE_SIZE:
                     through = int(found[-1].id)
-                return [Delivery(event) for event in found], through
+                return [FeedEvent(event) for event in found], through
             if self._wants_executions():
                 pairs = await outbox.read_with_executions(
                     after=self.last_id, limit=PAGE_SIZE, query=EventQuery()
                 )
-                deliveries = [Delivery(event, execution) for event, execution in pairs]
+                feed_events = [FeedEvent(event, execution) for event, execution in pairs]
             else:
                 found = await outbox.read(after=self.last_id, limit=PAGE_SIZE, query=EventQuery())
-                deliveries = [Delivery(event) for event in found]
-        return deliveries, deliveries[-1].id if deliveries else self.last_id
+                feed_events = [FeedEvent(event) for event in found]
+        return feed_events, feed_events[-1].id if feed_events else self.last_id
 
     def _wants_executions(self) -> bool:
-        return any(subscription.needs_executions for subscription in self._subscriptions)
+        return any(queue.needs_executions for queue in self._queues)
 
-    def _dispatch(self, delivery: Delivery) -> None:
-        if isinstance(delivery.event, JobEvent):
+    def _dispatch(self, feed_event: FeedEvent) -> None:
+        if isinstance(feed_event.event, JobEvent):
             for listener in self._job_listeners:
                 try:
-                    listener(delivery.event)
+                    listener(feed_event.event)
                 except Exception:  # one listener's bug must not stop the others' events
                     log.exception("job event listener failed", extra={"action": "feed_failed"})
-        for subscription in list(self._subscriptions):
-            if subscription.wants(delivery):
-                subscription.offer(delivery)
-                if subscription.overflowed:  # it was told; nothing more goes to it
-                    self._subscriptions.discard(subscription)
+        for queue in list(self._queues):
+            if queue.wants(feed_event):
+                queue.offer(feed_event)
+                if queue.overflowed:  # it was told; nothing more goes to it
+                    self._queues.discard(queue)

@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 
 from gql_scheduler.domain.clock import Clock
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventLog
 
 log = logging.getLogger("gql_scheduler.retention")

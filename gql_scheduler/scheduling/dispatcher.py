@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gql_scheduler.actions.base import ActionRunner
-from gql_scheduler.actions.output import OutputCollector
+from gql_scheduler.actions.output_collector import OutputCollector
 from gql_scheduler.domain.clock import Clock
-from gql_scheduler.domain.executions import Execution, ExecutionStatus
-from gql_scheduler.scheduling.batching import GroupCommitter
+from gql_scheduler.domain.executions import Execution, ExecutionStatus, Outcome
 from gql_scheduler.scheduling.finishes import Finisher, FinishRequest
-from gql_scheduler.scheduling.live_output import LiveOutputWriter
+from gql_scheduler.scheduling.group_commit import GroupCommitter
+from gql_scheduler.scheduling.output_writer import LiveOutputWriter
 from gql_scheduler.scheduling.runs import Run, run_action
 from gql_scheduler.scheduling.starts import (
     JobCache,
@@ -30,8 +30,9 @@ from gql_scheduler.scheduling.starts import (
     decide_starts,
     start_batch,
 )
-from gql_scheduler.store.engine import Database
-from gql_scheduler.store.transitions import Outcome, TransitionRepository
+from gql_scheduler.store.database import Database
+from gql_scheduler.store.transitions import TransitionRepository
+from gql_scheduler.tasks import BackgroundTasks
 
 log = logging.getLogger("gql_scheduler.dispatcher")
 
@@ -75,7 +76,7 @@ class Dispatcher:
         # Jobs with a run waiting here for another to end (BUFFER_ONE, CANCEL_RUNNING,
         # backfills): only their ends need to look for the next run to start.
         self._waited_on: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks()
         self._stopping = False
         self._job_cache = JobCache()
         self._finisher = Finisher(database, clock, settings.instance, random_unit)
@@ -104,14 +105,12 @@ class Dispatcher:
             await decided.wait()
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        """Run `coroutine` until it ends or the dispatcher stops (which waits for it)."""
+        return self._tasks.start(coroutine)
 
     def _wake_starter(self) -> None:
         if self._queued and (self._starter is None or self._starter.done()):
-            self._starter = asyncio.create_task(self._start_queued())
+            self._starter = self._tasks.start(self._start_queued(), name="starts")
 
     async def _start_queued(self) -> None:
         """Decide queued starts in batches of at most the free slots; ends wake it again."""
@@ -298,8 +297,5 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.stop_grace_seconds):
                     await asyncio.gather(*(run.done.wait() for run in runs))
-        pending = [*self._tasks, *([self._starter] if self._starter else [])]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.stop()
         await self._finishes.drain()

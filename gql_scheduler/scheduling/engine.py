@@ -16,13 +16,14 @@ from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.jobs import Job, JobState
 from gql_scheduler.domain.policies import MisfirePolicy
 from gql_scheduler.domain.schedules import jitter_offset
-from gql_scheduler.scheduling import occurrences
+from gql_scheduler.scheduling import claims, misfires
 from gql_scheduler.scheduling.dispatcher import Dispatcher
 from gql_scheduler.scheduling.leases import recover_expired_leases
 from gql_scheduler.scheduling.timers import Timers
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
+from gql_scheduler.tasks import BackgroundTasks
 
 log = logging.getLogger("gql_scheduler.engine")
 
@@ -53,7 +54,7 @@ class Engine:
         self.timers = Timers(self._on_fire, now=clock.now)
         self._jobs: dict[str, Job] = {}
         self._fired: asyncio.Queue[tuple[str, datetime]] = asyncio.Queue()
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops = BackgroundTasks()
 
     @property
     def running(self) -> bool:
@@ -73,13 +74,11 @@ class Engine:
         self.timers.arm_all(clean)
         self.timers.start()
         await self._sweep()
-        self._loops = [
-            asyncio.create_task(self._claim_loop(), name="claims"),
-            self._every(self.settings.reconcile_seconds, self.reconcile),
-            self._every(self.settings.sweep_seconds, self._sweep),
-            self._every(self.settings.lease_seconds / 3, self.dispatcher.renew_leases),
-            self._every(self.settings.lease_seconds / 2, self._recover_leases),
-        ]
+        self._loops.start(self._claim_loop(), name="claims")
+        self._every(self.settings.reconcile_seconds, self.reconcile)
+        self._every(self.settings.sweep_seconds, self._sweep)
+        self._every(self.settings.lease_seconds / 3, self.dispatcher.renew_leases)
+        self._every(self.settings.lease_seconds / 2, self._recover_leases)
         armed = len(self.timers.armed_ids())
         log.info(
             "engine started: %d active jobs, %d timers armed",
@@ -90,10 +89,7 @@ class Engine:
 
     async def stop(self) -> None:
         self.timers.stop()
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops = []
+        await self._loops.stop()
         await self.dispatcher.stop()
         log.info("engine stopped", extra={"action": "engine_stopped"})
 
@@ -117,7 +113,7 @@ class Engine:
         grace = timedelta(seconds=self.settings.misfire_grace_seconds)
         if self._has_missed(job, now):
             policy = job.spec.misfire_policy or self.settings.default_misfire_policy
-            for execution in await occurrences.catch_up(
+            for execution in await misfires.catch_up(
                 self.database, job, now=now, grace=grace, policy=policy
             ):
                 self.dispatcher.submit(execution.id, execution.job_id)
@@ -136,7 +132,7 @@ class Engine:
         """Whether occurrences went unfired since the watermark (cheap test first)."""
         grace = timedelta(seconds=self.settings.misfire_grace_seconds)
         stale = job.next_run_at is None or job.next_run_at < now - grace
-        return stale and bool(occurrences.missed_occurrences(job, now=now, grace=grace))
+        return stale and bool(misfires.missed_occurrences(job, now=now, grace=grace))
 
     def _on_fire(self, job_id: str, scheduled_for: datetime) -> None:
         self._fired.put_nowait((job_id, scheduled_for))
@@ -183,7 +179,7 @@ class Engine:
         await self._claim([(job, scheduled_for)])
 
     async def _claim(self, due: list[tuple[Job, datetime]]) -> None:
-        claimed = await occurrences.claim_occurrences(
+        claimed = await claims.claim_occurrences(
             self.database, due, now=self.clock.now(), start=self.dispatcher.inline_starter()
         )
         for request, result in claimed:
@@ -234,7 +230,7 @@ class Engine:
         for retry in await recover_expired_leases(self.database, now=self.clock.now()):
             self.dispatcher.submit(retry.id, retry.job_id)
 
-    def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(seconds)
@@ -245,4 +241,4 @@ class Engine:
                     # end the loop; the next pass tries again.
                     log.exception("periodic task failed", extra={"action": "loop_failed"})
 
-        return asyncio.create_task(loop(), name=getattr(work, "__name__", "loop"))
+        self._loops.start(loop(), name=getattr(work, "__name__", "loop"))

@@ -9,15 +9,20 @@ from datetime import datetime
 
 from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.events import ExecutionEventType
-from gql_scheduler.domain.executions import Execution, ExecutionStatus, ExecutionTrigger
+from gql_scheduler.domain.executions import (
+    Execution,
+    ExecutionStatus,
+    ExecutionTrigger,
+    NewExecution,
+    Outcome,
+)
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.domain.output import OutputChunk
 from gql_scheduler.domain.policies import Delivery
 from gql_scheduler.domain.retries import retry_delay, should_retry
-from gql_scheduler.store.batches import BatchTransitions, Finished
-from gql_scheduler.store.engine import Database
-from gql_scheduler.store.output import chunk_row
-from gql_scheduler.store.transitions import NewExecution, Outcome, TransitionRepository
+from gql_scheduler.store.database import Database
+from gql_scheduler.store.output_chunks import chunk_row
+from gql_scheduler.store.transitions import Finished, TransitionRepository
 
 log = logging.getLogger("gql_scheduler.dispatcher")
 
@@ -63,15 +68,15 @@ class Finisher:
         """
         async with self.database.write() as connection:
             now = self.clock.now()  # under the write lock, so times order like the changes
-            batch = BatchTransitions(connection)
-            kept = await batch.finish(
+            transitions = TransitionRepository(connection)
+            kept = await transitions.finish(
                 [Finished(r.execution, r.outcome) for r in requests],
                 instance=self.instance,
                 now=now,
             )
             kept_ids = {item.execution.id for item in kept}
             self._warn_lost(requests, kept_ids)
-            await batch.save_output(
+            await transitions.save_output(
                 [
                     chunk_row(r.execution.id, chunk)
                     for r in requests
@@ -79,7 +84,6 @@ class Finisher:
                     for chunk in r.chunks
                 ]
             )
-            transitions = TransitionRepository(connection)
             retries: list[Execution | None] = []
             for request in requests:
                 retry = None

@@ -9,7 +9,7 @@ from gql_scheduler.domain.events import ExecutionEventType
 from gql_scheduler.domain.executions import Execution
 from gql_scheduler.domain.policies import MAX_ATTEMPTS_LIMIT, Delivery
 from gql_scheduler.scheduling.finishes import retry_of
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
 

@@ -6,10 +6,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from gql_scheduler.actions.base import ActionRunner, RunContext
-from gql_scheduler.actions.output import OutputCollector
-from gql_scheduler.domain.executions import Execution, ExecutionStatus
+from gql_scheduler.actions.output_collector import OutputCollector
+from gql_scheduler.domain.executions import Execution, ExecutionStatus, Outcome
 from gql_scheduler.domain.jobs import Job
-from gql_scheduler.store.transitions import Outcome
 
 
 @dataclass(eq=False)

@@ -18,8 +18,7 @@ from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.executions import Execution, ExecutionStatus, ExecutionTrigger
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.domain.overlap import OverlapDecision, decide_overlap
-from gql_scheduler.store.batches import BatchTransitions
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
 
@@ -133,21 +132,21 @@ async def decide_starts(
 ) -> list[StartResult]:
     """`start_batch` inside a transaction the caller holds (claims start their winners)."""
     job_ids = sorted({request.job_id for request in requests})
-    batch = BatchTransitions(connection)
+    transitions = TransitionRepository(connection)
     # Locks the jobs' rows on PostgreSQL so that instances deciding overlap for the same
     # job take turns (SQLite's write transactions already do).
     jobs = await job_cache.current(JobRepository(connection), job_ids)
     # The clock is read once the locks are held: a start stamped with a time from before
     # waiting for them could precede the end of the run it waited for.
     now = clock.now()
-    unfinished = await batch.unfinished_of_jobs(job_ids)
+    unfinished = await transitions.unfinished_of_jobs(job_ids)
     requested = {request.execution_id for request in requests}
     queued = {
         e.id: e for e in unfinished if e.id in requested and e.status is ExecutionStatus.QUEUED
     }
     board = OverlapBoard(unfinished, now)
     decisions = _decide_all(requests, queued, jobs, board)
-    cancel_ids = await _request_cancels(TransitionRepository(connection), decisions, queued, board)
+    cancel_ids = await _request_cancels(transitions, decisions, queued, board)
     started = await _apply(connection, decisions, queued, jobs, instance, lease_seconds, now)
     return [_result(request, started, jobs, decisions, cancel_ids) for request in requests]
 
@@ -162,18 +161,18 @@ async def _apply(
     now: datetime,
 ) -> dict[str, Execution]:
     """Write the decisions; returns the executions that started, as they now are."""
-    batch = BatchTransitions(connection)
+    transitions = TransitionRepository(connection)
     lease_until = now + timedelta(seconds=lease_seconds)
-    started_ids = await batch.start(
+    started_ids = await transitions.start(
         [key for key, d in decisions.items() if d is OverlapDecision.START],
         instance=instance,
         lease_until=lease_until,
         now=now,
     )
     skip = [key for key, d in decisions.items() if d is OverlapDecision.SKIP]
-    await batch.end_queued(skip, ExecutionStatus.SKIPPED, error=SKIPPED_ERROR, now=now)
+    await transitions.end_queued(skip, ExecutionStatus.SKIPPED, error=SKIPPED_ERROR, now=now)
     gone = [key for key, e in queued.items() if e.job_id not in jobs]
-    await batch.end_queued(gone, ExecutionStatus.CANCELLED, error=JOB_GONE_ERROR, now=now)
+    await transitions.end_queued(gone, ExecutionStatus.CANCELLED, error=JOB_GONE_ERROR, now=now)
     started = {
         key: dataclasses.replace(
             queued[key],

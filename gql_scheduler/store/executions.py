@@ -1,4 +1,4 @@
-"""The execution repository: history queries (the engine adds claims and transitions)."""
+"""The execution repository: history queries (store/transitions.py writes the changes)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ from gql_scheduler.store.tables import executions
 class ExecutionRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
+
+    async def get(self, execution_id: str) -> Execution | None:
+        if not execution_id.isdigit():
+            return None
+        query = executions.select().where(executions.c.id == int(execution_id))
+        row = (await self.connection.execute(query)).mappings().first()
+        return None if row is None else execution_from_row(row)
 
     async def get_many(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
         numeric = [int(value) for value in execution_ids if value.isdigit()]

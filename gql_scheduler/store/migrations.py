@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gql_scheduler.domain.errors import SchedulerError
-from gql_scheduler.store import engine as store_engine
+from gql_scheduler.store import database as store_database
 
 # Shared by every instance of the app, so any two migrators on one PostgreSQL database take
 # turns. The bytes spell "gqls_mig"; the value only has to be fixed and unlikely elsewhere.
@@ -127,7 +127,7 @@ def _current_revision(connection: sa.Connection) -> str | None:
 
 async def _with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[_T]]) -> _T:
     # The engine of engine.py, so that SQLite gets the same pragmas as the server's.
-    engine = store_engine.create_engine(url)
+    engine = store_database.create_engine(url)
     try:
         return await work(engine)
     finally:
@@ -193,7 +193,7 @@ def _sqlite_exclusive(
 ) -> Iterator[None]:
     # BEGIN IMMEDIATE (engine.py's write option) takes SQLite's write lock up front, so a
     # second migrator waits on busy_timeout rather than failing at its first write.
-    connection.execution_options(**{store_engine.WRITE_OPTION: True})
+    connection.execution_options(**{store_database.WRITE_OPTION: True})
     # Batch mode rebuilds a table by copying it and dropping the original; with foreign
     # keys on, that DROP cascades to the rows referencing it. SQLite ignores this pragma
     # inside a transaction, so it is set around it, and checked before the commit instead.

@@ -1,4 +1,5 @@
-"""What the feed hands out (deliveries) and to whom (subscriptions with bounded queues)."""
+"""What the feed hands out (a FeedEvent per committed event) and to whom (a bounded
+SubscriberQueue per subscriber)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from gql_scheduler.domain.executions import Execution
 
 
 @dataclass(eq=False, slots=True)
-class Delivery:
+class FeedEvent:
     """One committed event, shared by every subscriber it goes to.
 
     `shared` holds work done once for all of them: the API keeps each distinct
@@ -38,11 +39,11 @@ class SubscriptionClosed(SchedulerError):
     """The subscription was closed by the server."""
 
 
-OverflowCallback = Callable[["Subscription"], None]
+OverflowCallback = Callable[["SubscriberQueue"], None]
 
 
-class Subscription:
-    """A bounded queue of deliveries for one subscriber.
+class SubscriberQueue:
+    """A bounded queue of feed events for one subscriber.
 
     `offer` never waits: when the queue is full the subscriber is marked too slow, told
     through `on_overflow` (which closes its connection), and receives nothing more. The
@@ -55,7 +56,7 @@ class Subscription:
 
     def __init__(
         self,
-        wants: Callable[[Delivery], bool],
+        wants: Callable[[FeedEvent], bool],
         *,
         max_queued: int,
         needs_executions: bool = False,
@@ -70,10 +71,10 @@ class Subscription:
         self.lagged = False
         self.overflowed = False
         self.closed = False
-        self._queue: collections.deque[Delivery] = collections.deque()
+        self._queue: collections.deque[FeedEvent] = collections.deque()
         self._ready = asyncio.Event()
 
-    def offer(self, delivery: Delivery) -> None:
+    def offer(self, feed_event: FeedEvent) -> None:
         if self.closed or self.overflowed or self.lagged:
             return
         if len(self._queue) >= self.max_queued:
@@ -87,7 +88,7 @@ class Subscription:
             if self.on_overflow is not None:
                 self.on_overflow(self)
             return
-        self._queue.append(delivery)
+        self._queue.append(feed_event)
         self._ready.set()
 
     def restart_at(self, seam: int) -> None:
@@ -100,8 +101,8 @@ class Subscription:
         self.closed = True
         self._ready.set()
 
-    async def next(self) -> Delivery:
-        """The next delivery, waiting for one; raises once closed or too slow."""
+    async def next(self) -> FeedEvent:
+        """The next feed_event, waiting for one; raises once closed or too slow."""
         while not self._queue:
             if self.overflowed:
                 raise SubscriberTooSlow(
@@ -114,5 +115,5 @@ class Subscription:
             await self._ready.wait()
         return self._queue.popleft()
 
-    def next_nowait(self) -> Delivery | None:
+    def next_nowait(self) -> FeedEvent | None:
         return self._queue.popleft() if self._queue else None

@@ -12,9 +12,9 @@ import contextlib
 import logging
 
 from gql_scheduler.domain.output import OutputChunk
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventRepository
-from gql_scheduler.store.output import OutputRepository
+from gql_scheduler.store.output_chunks import OutputRepository
 
 log = logging.getLogger("gql_scheduler.output")
 

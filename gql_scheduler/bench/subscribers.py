@@ -1,7 +1,7 @@
 """The subscribers of `bench fanout`, in a process of their own.
 
 Load generators must not share the event loop (or the core) of the server they measure, as
-no real client does. `python -m gql_scheduler.bench_subscribers URL COUNT EVENTS OUTPUT
+no real client does. `python -m gql_scheduler.bench.subscribers URL COUNT EVENTS OUTPUT
 [--graphql]` connects COUNT websocket clients, prints "ready" once all are connected (and
 subscribed, with --graphql), receives until every client has EVENTS events or the deadline
 passes, and writes each receipt (client, event id, time.monotonic()) to OUTPUT as JSON.
@@ -138,7 +138,7 @@ async def run(url: str, count: int, wanted: int, deadline: float, graphql: bool)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gql_scheduler.bench_subscribers")
+    parser = argparse.ArgumentParser(prog="python -m gql_scheduler.bench.subscribers")
     parser.add_argument("url")
     parser.add_argument("count", type=int)
     parser.add_argument("events", type=int)

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from gql_scheduler import validation
 from gql_scheduler.domain import schedules
 from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.errors import (
@@ -24,19 +23,18 @@ from gql_scheduler.domain.errors import (
     NotFound,
 )
 from gql_scheduler.domain.events import JobEventType
-from gql_scheduler.domain.executions import Execution, ExecutionFilter
 from gql_scheduler.domain.jobs import Job, JobFilter, JobOrder, JobSpec, JobState
 from gql_scheduler.domain.pages import Page
 from gql_scheduler.domain.policies import MisfirePolicy
-from gql_scheduler.store.engine import Database
+from gql_scheduler.services import validation
+from gql_scheduler.services.validation import ScheduleDraft, ServerPolicy
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.executions import ExecutionRepository
 from gql_scheduler.store.jobs import JobRepository
-from gql_scheduler.validation import ScheduleDraft, ServerPolicy
 
-log = logging.getLogger("gql_scheduler.service")
+log = logging.getLogger("gql_scheduler.services.jobs")
 
-MAX_PAGE_SIZE = 500
 # Spec fields whose change moves the job's timeline (next run, watermark).
 _TIMING_FIELDS = frozenset({"schedules", "start_at", "end_at"})
 
@@ -210,36 +208,21 @@ class JobService:
             job = await jobs.get(job_id)
             return job if job is not None and name in (None, job.spec.name) else None
 
-    async def jobs_by_ids(self, job_ids: Sequence[str]) -> dict[str, Job]:
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
         async with self.database.read() as connection:
             return await JobRepository(connection).get_many(job_ids)
 
     async def list_jobs(
         self, job_filter: JobFilter, order: JobOrder, *, first: int, after: str | None
     ) -> Page[Job]:
-        _check_page_size(first)
+        validation.check_page_size(first)
         async with self.database.read() as connection:
             return await JobRepository(connection).list_page(job_filter, order, first, after)
-
-    async def latest_executions(self, job_ids: Sequence[str]) -> dict[str, Execution]:
-        async with self.database.read() as connection:
-            return await ExecutionRepository(connection).latest_for_jobs(job_ids)
-
-    async def executions_by_ids(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
-        async with self.database.read() as connection:
-            return await ExecutionRepository(connection).get_many(execution_ids)
-
-    async def list_executions(
-        self, execution_filter: ExecutionFilter, *, first: int, after: str | None
-    ) -> Page[Execution]:
-        _check_page_size(first)
-        async with self.database.read() as connection:
-            return await ExecutionRepository(connection).list_page(execution_filter, first, after)
 
     def upcoming_runs(self, job: Job, count: int) -> list[datetime]:
         if job.state is not JobState.ACTIVE:
             return []
-        _check_count(count)
+        validation.check_count(count)
         spec = job.spec
         after = max(self.clock.now(), job.watermark or job.created_at)
         return schedules.upcoming_runs(
@@ -253,7 +236,7 @@ class JobService:
         self, drafts: Sequence[ScheduleDraft], *, count: int, after: datetime | None
     ) -> SchedulePreview:
         now = self.clock.now()
-        _check_count(count)
+        validation.check_count(count)
         items = tuple(validation.schedule_from_draft(draft, now=now) for draft in drafts)
         found = ErrorCollector()
         validation.check_schedules(found, items, now=now, path=("schedules",))
@@ -333,13 +316,3 @@ def _require_a_run(job: Job) -> None:
     if _first_run(job.spec, after=job.watermark or job.created_at) is None:
         field = "endAt" if job.spec.end_at is not None else "schedules"
         raise InvalidInput("no run of the schedules falls before endAt", field=["input", field])
-
-
-def _check_page_size(first: int) -> None:
-    if not 1 <= first <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"must be between 1 and {MAX_PAGE_SIZE}", field=["first"])
-
-
-def _check_count(count: int) -> None:
-    if not 1 <= count <= validation.MAX_PREVIEW_COUNT:
-        raise InvalidInput(f"must be between 1 and {validation.MAX_PREVIEW_COUNT}", field=["count"])

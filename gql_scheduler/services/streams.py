@@ -22,12 +22,12 @@ from gql_scheduler.domain.events import (
 )
 from gql_scheduler.domain.executions import Execution, ExecutionStatus
 from gql_scheduler.domain.output import OutputChunk
-from gql_scheduler.live.deliveries import Delivery, OverflowCallback, Subscription
 from gql_scheduler.live.feed import EventFeed
-from gql_scheduler.store.engine import Database
+from gql_scheduler.live.subscribers import FeedEvent, OverflowCallback, SubscriberQueue
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventLog, EventQuery
 from gql_scheduler.store.executions import ExecutionRepository
-from gql_scheduler.store.output import OutputRepository
+from gql_scheduler.store.output_chunks import OutputRepository
 
 REPLAY_PAGE = 500
 OUTPUT_PAGE = 1000
@@ -55,18 +55,18 @@ class StreamFilter:
         types = frozenset(t.value for t in self.types) if self.types is not None else None
         return EventQuery(kind=self.kind, job_id=self.job_id, types=types)
 
-    def matches(self, delivery: Delivery) -> bool:
-        event = delivery.event
+    def matches(self, feed_event: FeedEvent) -> bool:
+        event = feed_event.event
         if self.job_id is not None and event.job_id != self.job_id:
             return False
         if self.kind is EventKind.JOB:
             return isinstance(event, JobEvent)
-        if not isinstance(event, ExecutionEvent) or delivery.execution is None:
+        if not isinstance(event, ExecutionEvent) or feed_event.execution is None:
             return False  # an execution event's subscriber needs the execution
         return self.types is None or event.type in self.types
 
 
-class LiveService:
+class StreamService:
     def __init__(self, database: Database, feed: EventFeed, *, max_queued: int) -> None:
         self.database = database
         self.feed = feed
@@ -79,7 +79,7 @@ class LiveService:
         statuses: Collection[ExecutionStatus] | None,
         after: str | None,
         on_overflow: OverflowCallback | None = None,
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncIterator[FeedEvent]:
         types = event_types_for(statuses) if statuses is not None else None
         wanted = StreamFilter(EventKind.EXECUTION, job_id, types)
         return self._stream(wanted, parse_cursor(after), on_overflow)
@@ -90,40 +90,40 @@ class LiveService:
         job_id: str | None,
         after: str | None,
         on_overflow: OverflowCallback | None = None,
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncIterator[FeedEvent]:
         wanted = StreamFilter(EventKind.JOB, job_id)
         return self._stream(wanted, parse_cursor(after), on_overflow)
 
     async def _stream(
         self, wanted: StreamFilter, after: int | None, on_overflow: OverflowCallback | None
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncIterator[FeedEvent]:
         if after is not None:
             await self._check_retained(after)
-        subscription = Subscription(
+        queue = SubscriberQueue(
             wanted.matches,
             max_queued=self.max_queued,
             needs_executions=wanted.kind is EventKind.EXECUTION,
             on_overflow=on_overflow,
         )
-        subscription.catching_up = after is not None
-        await self.feed.subscribe(subscription)
+        queue.catching_up = after is not None
+        await self.feed.subscribe(queue)
         try:
-            position = after if after is not None else subscription.seam
-            while position < subscription.seam:
-                through = subscription.seam
-                async for delivery in self._replay(wanted, after=position, through=through):
-                    yield delivery
+            position = after if after is not None else queue.seam
+            while position < queue.seam:
+                through = queue.seam
+                async for feed_event in self._replay(wanted, after=position, through=through):
+                    yield feed_event
                 position = through
-                if subscription.lagged:  # more arrived meanwhile than the queue holds
-                    await self.feed.reseam(subscription)
-            subscription.catching_up = False
+                if queue.lagged:  # more arrived meanwhile than the queue holds
+                    await self.feed.reseam(queue)
+            queue.catching_up = False
             while True:
-                delivery = await subscription.next()
-                if delivery.id > position:  # a cursor ahead of the seam skips what it has seen
-                    position = delivery.id
-                    yield delivery
+                feed_event = await queue.next()
+                if feed_event.id > position:  # a cursor ahead of the seam skips what it has seen
+                    position = feed_event.id
+                    yield feed_event
         finally:
-            self.feed.unsubscribe(subscription)
+            self.feed.unsubscribe(queue)
 
     async def _check_retained(self, after: int) -> None:
         async with self.database.read() as connection:
@@ -138,15 +138,15 @@ class LiveService:
 
     async def _replay(
         self, wanted: StreamFilter, *, after: int, through: int
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncIterator[FeedEvent]:
         while True:
             async with self.database.read() as connection:
                 found = await EventLog(connection).read_with_executions(
                     after=after, through=through, limit=REPLAY_PAGE, query=wanted.query()
                 )
-            for delivery in (Delivery(event, execution) for event, execution in found):
-                if wanted.matches(delivery):
-                    yield delivery
+            for feed_event in (FeedEvent(event, execution) for event, execution in found):
+                if wanted.matches(feed_event):
+                    yield feed_event
             if len(found) < REPLAY_PAGE:
                 return
             after = int(found[-1][0].id)
@@ -154,7 +154,7 @@ class LiveService:
     # ------------------------------------------------------------------ output
     async def execution_output(self, execution_id: str) -> AsyncIterator[OutputChunk]:
         """The chunks kept so far, then each new one as it is committed; ends with the run."""
-        ended = Subscription(lambda d: _ends(d, execution_id), max_queued=4)
+        ended = SubscriberQueue(lambda d: _ends(d, execution_id), max_queued=4)
         committed = self.feed.watch_output(execution_id)
         await self.feed.subscribe(ended)
         try:
@@ -192,8 +192,8 @@ class LiveService:
             )
 
 
-def _ends(delivery: Delivery, execution_id: str) -> bool:
-    event = delivery.event
+def _ends(feed_event: FeedEvent, execution_id: str) -> bool:
+    event = feed_event.event
     return (
         isinstance(event, ExecutionEvent)
         and event.execution_id == execution_id
@@ -201,7 +201,7 @@ def _ends(delivery: Delivery, execution_id: str) -> bool:
     )
 
 
-async def _wait_for_output(committed: asyncio.Event, ended: Subscription) -> bool | None:
+async def _wait_for_output(committed: asyncio.Event, ended: SubscriberQueue) -> bool | None:
     """Wait for new output (False) or the end of the run (True); None after a quiet while.
 
     The last chunks commit with (or before) the run's end, so after the end one more read
@@ -216,7 +216,7 @@ async def _wait_for_output(committed: asyncio.Event, ended: Subscription) -> boo
             {end, more}, timeout=OUTPUT_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
         )
         if end in done:
-            end.result()  # raises if the feed closed the subscription (shutting down)
+            end.result()  # raises if the feed closed the queue (shutting down)
             return True
         return False if more in done else None
     finally:

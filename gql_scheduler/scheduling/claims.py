@@ -1,39 +1,23 @@
-"""Claiming occurrences (invariant 2) and catching up on missed ones (invariant 5)."""
+"""Claiming due occurrences (invariant 2): one execution per (job, scheduled time), whoever
+asks, and the claim's winner advances the job's watermark."""
 
 from __future__ import annotations
 
-import collections
 import itertools
-import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gql_scheduler.domain import schedules
 from gql_scheduler.domain.events import JobEventType
-from gql_scheduler.domain.executions import Execution, ExecutionStatus, ExecutionTrigger
+from gql_scheduler.domain.executions import ExecutionTrigger, NewExecution
 from gql_scheduler.domain.jobs import Job, JobState
-from gql_scheduler.domain.misfires import MISFIRE_ERROR, MisfireOutcome, plan_misfires
-from gql_scheduler.domain.policies import MisfirePolicy
 from gql_scheduler.scheduling.starts import StartRequest, StartResult
-from gql_scheduler.store.batches import BatchTransitions
-from gql_scheduler.store.engine import Database
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.jobs import JobRepository
-from gql_scheduler.store.transitions import NewExecution, TransitionRepository
-
-log = logging.getLogger("gql_scheduler.engine")
-
-# More missed occurrences than this for one job are not recorded one by one: the oldest
-# are dropped (and logged), so one forgotten every-second job cannot flood the database.
-MAX_MISSED_RECORDED = 10_000
-
-_STATUS_OF_OUTCOME = {
-    MisfireOutcome.RUN: ExecutionStatus.QUEUED,
-    MisfireOutcome.MISSED: ExecutionStatus.MISSED,
-    MisfireOutcome.FAILED: ExecutionStatus.FAILED,
-}
+from gql_scheduler.store.transitions import TransitionRepository
 
 
 def occurrence_key(job_id: str, scheduled_for: datetime) -> str:
@@ -77,7 +61,7 @@ async def claim_occurrences(
         states = await jobs.states_of([job.id for job, _ in due])
         # Paused, completed or deleted since the timer was armed: not claimed.
         live = [(job, at) for job, at in due if states.get(job.id) is JobState.ACTIVE]
-        claimed = await BatchTransitions(connection).claim(
+        claimed = await TransitionRepository(connection).claim(
             [
                 NewExecution(
                     job_id=job.id,
@@ -110,64 +94,3 @@ async def record_fired_many(
             EventRepository(connection).append_job_event(
                 JobEventType.COMPLETED, job_id=job_id, at=now
             )
-
-
-def missed_occurrences(job: Job, *, now: datetime, grace: timedelta) -> list[datetime]:
-    """Occurrences after the watermark that nobody fired and whose time is well past."""
-    spec = job.spec
-    cutoff = now - grace - timedelta(seconds=spec.jitter_seconds)
-    missed: collections.deque[datetime] = collections.deque(maxlen=MAX_MISSED_RECORDED)
-    seen = 0
-    for at in schedules.iter_fire_times(
-        spec.schedules,
-        after=job.watermark or job.created_at,
-        start_at=spec.start_at,
-        end_at=spec.end_at,
-    ):
-        if at > cutoff:
-            break
-        missed.append(at)
-        seen += 1
-    if seen > len(missed):
-        log.warning(
-            "too many missed occurrences to record one by one; the oldest are dropped",
-            extra={"action": "misfires_dropped", "job_id": job.id, "dropped": seen - len(missed)},
-        )
-    return list(missed)
-
-
-async def catch_up(
-    database: Database,
-    job: Job,
-    *,
-    now: datetime,
-    grace: timedelta,
-    policy: MisfirePolicy,
-) -> list[Execution]:
-    """Record every missed occurrence by the misfire policy; returns those to run."""
-    missed = missed_occurrences(job, now=now, grace=grace)
-    if not missed:
-        return []
-    plans = plan_misfires(
-        missed, policy=policy, now=now, catch_up_window_seconds=job.spec.catch_up_window_seconds
-    )
-    to_run: list[Execution] = []
-    async with database.write() as connection:
-        transitions = TransitionRepository(connection)
-        for plan in plans:
-            status = _STATUS_OF_OUTCOME[plan.outcome]
-            new = NewExecution(
-                job_id=job.id,
-                trigger=ExecutionTrigger.CATCH_UP
-                if status is ExecutionStatus.QUEUED
-                else ExecutionTrigger.SCHEDULE,
-                scheduled_for=plan.scheduled_for,
-                idempotency_key=occurrence_key(job.id, plan.scheduled_for),
-                status=status,
-                error=None if status is ExecutionStatus.QUEUED else MISFIRE_ERROR,
-            )
-            execution = await transitions.insert(new, now=now)
-            if execution is not None and status is ExecutionStatus.QUEUED:
-                to_run.append(execution)
-        await record_fired_many(connection, [(job, missed[-1])], now=now)
-    return to_run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from gql_scheduler.domain import schedules
@@ -12,19 +13,23 @@ from gql_scheduler.domain.errors import Conflict, InvalidInput, NotFound
 from gql_scheduler.domain.events import ExecutionEventType
 from gql_scheduler.domain.executions import (
     Execution,
+    ExecutionFilter,
     ExecutionStats,
     ExecutionStatus,
     ExecutionTrigger,
+    NewExecution,
 )
 from gql_scheduler.domain.jobs import Job
+from gql_scheduler.domain.pages import Page
+from gql_scheduler.scheduling.claims import occurrence_key
 from gql_scheduler.scheduling.dispatcher import Dispatcher
 from gql_scheduler.scheduling.finishes import retry_of
-from gql_scheduler.scheduling.occurrences import occurrence_key
-from gql_scheduler.store.engine import Database
+from gql_scheduler.services import validation
+from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventRepository
-from gql_scheduler.store.executions import job_stats
+from gql_scheduler.store.executions import ExecutionRepository, job_stats
 from gql_scheduler.store.jobs import JobRepository
-from gql_scheduler.store.transitions import NewExecution, TransitionRepository
+from gql_scheduler.store.transitions import TransitionRepository
 
 MAX_BACKFILL = 1000
 CANCELLED_BY_REQUEST = "cancelled by request"
@@ -66,17 +71,17 @@ class ExecutionService:
         now = self.clock.now()
         async with self.database.write() as connection:
             transitions = TransitionRepository(connection)
-            execution = await _require_execution(transitions, execution_id)
+            execution = await _require_execution(ExecutionRepository(connection), execution_id)
             if execution.status.is_terminal:
                 raise Conflict(
                     f"the execution has already ended ({execution.status})", field=["id"]
                 )
             if execution.status is ExecutionStatus.QUEUED:
                 ended = await transitions.end_queued(
-                    execution_id, ExecutionStatus.CANCELLED, now=now, error=CANCELLED_BY_REQUEST
+                    [execution_id], ExecutionStatus.CANCELLED, error=CANCELLED_BY_REQUEST, now=now
                 )
-                if ended is not None:
-                    return ended
+                if ended:  # else it started meanwhile: stop it as a running one
+                    return await _require_execution(ExecutionRepository(connection), execution_id)
             await transitions.request_cancel(execution_id)
             # The owner hears of it on commit (the broker), or at its next lease renewal.
             EventRepository(connection).signal_cancel(execution_id)
@@ -87,8 +92,7 @@ class ExecutionService:
     async def retry_execution(self, execution_id: str) -> Execution:
         now = self.clock.now()
         async with self.database.write() as connection:
-            transitions = TransitionRepository(connection)
-            execution = await _require_execution(transitions, execution_id)
+            execution = await _require_execution(ExecutionRepository(connection), execution_id)
             if execution.status not in _RETRYABLE:
                 raise Conflict(
                     f"only a failed, timed out, cancelled, skipped or missed execution can be "
@@ -96,7 +100,7 @@ class ExecutionService:
                     field=["id"],
                 )
             await _require_job(JobRepository(connection), execution.job_id)
-            retry = await transitions.insert(
+            retry = await TransitionRepository(connection).insert(
                 retry_of(execution, run_after=now), now=now, event=ExecutionEventType.QUEUED
             )
         assert retry is not None
@@ -129,6 +133,22 @@ class ExecutionService:
             self.dispatcher.submit(created[0].id, created[0].job_id)
         return created
 
+    async def get_many(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        async with self.database.read() as connection:
+            return await ExecutionRepository(connection).get_many(execution_ids)
+
+    async def latest_of_jobs(self, job_ids: Sequence[str]) -> dict[str, Execution]:
+        """Each job's newest execution, by job id."""
+        async with self.database.read() as connection:
+            return await ExecutionRepository(connection).latest_for_jobs(job_ids)
+
+    async def list_executions(
+        self, execution_filter: ExecutionFilter, *, first: int, after: str | None
+    ) -> Page[Execution]:
+        validation.check_page_size(first)
+        async with self.database.read() as connection:
+            return await ExecutionRepository(connection).list_page(execution_filter, first, after)
+
     async def stats(self, job_id: str, since: datetime | None) -> ExecutionStats:
         async with self.database.read() as connection:
             return await job_stats(connection, job_id, since)
@@ -144,7 +164,7 @@ class ExecutionService:
 
     async def _current(self, execution_id: str) -> Execution:
         async with self.database.read() as connection:
-            execution = await TransitionRepository(connection).get(execution_id)
+            execution = await ExecutionRepository(connection).get(execution_id)
         assert execution is not None
         return execution
 
@@ -176,8 +196,8 @@ async def _require_job(jobs: JobRepository, job_id: str) -> Job:
     return job
 
 
-async def _require_execution(transitions: TransitionRepository, execution_id: str) -> Execution:
-    execution = await transitions.get(execution_id)
+async def _require_execution(executions: ExecutionRepository, execution_id: str) -> Execution:
+    execution = await executions.get(execution_id)
     if execution is None:
         raise NotFound(f"no execution with id {execution_id!r}", field=["id"])
     return execution

@@ -16,6 +16,7 @@ MAX_SCHEDULES = 20
 MAX_DESCRIPTION_LENGTH = 10_000
 MAX_JITTER_SECONDS = 24 * 3600.0
 MAX_PREVIEW_COUNT = 100
+MAX_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +137,13 @@ def _check_tags(found: ErrorCollector, tags: tuple[str, ...]) -> None:
 def normalize_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
     """Tags are a set: duplicates collapse, and they read back sorted."""
     return tuple(sorted(set(tags)))
+
+
+def check_page_size(first: int) -> None:
+    if not 1 <= first <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"must be between 1 and {MAX_PAGE_SIZE}", field=["first"])
+
+
+def check_count(count: int) -> None:
+    if not 1 <= count <= MAX_PREVIEW_COUNT:
+        raise InvalidInput(f"must be between 1 and {MAX_PREVIEW_COUNT}", field=["count"])

@@ -29,12 +29,12 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gql_scheduler.app import UVICORN_OPTIONS, Container, create_app
-from gql_scheduler.bench import bench_settings, peak_rss_mb, percentile
-from gql_scheduler.bench_subscribers import OPERATION_ID
+from gql_scheduler.bench.common import bench_settings, peak_rss_mb, percentile
+from gql_scheduler.bench.serving import LOCALHOST, serving
+from gql_scheduler.bench.subscribers import OPERATION_ID
 from gql_scheduler.domain.clock import SystemClock
 from gql_scheduler.domain.events import ExecutionEventType
 from gql_scheduler.domain.executions import ExecutionStatus, ExecutionTrigger
-from gql_scheduler.serving import LOCALHOST, serving
 from gql_scheduler.store.events import EventLog, EventQuery, EventRepository
 from gql_scheduler.store.tables import executions
 
@@ -110,7 +110,7 @@ async def _subscribers(
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gql_scheduler.bench_subscribers",
+        "gql_scheduler.bench.subscribers",
         *arguments,
         *(["--graphql"] if graphql else []),
         stdout=asyncio.subprocess.PIPE,

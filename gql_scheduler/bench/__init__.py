@@ -1,0 +1,1 @@
+"""Benchmarks: `gql-scheduler bench fire | load | fanout`, each beside its baseline."""
