@@ -137,7 +137,7 @@ INVALID_ACTIONS: list[Any] = [
     pytest.param(http(json=math.nan), [(INVALID, ("http", "json"))], id="json-nan"),
     pytest.param(
         http(success_statuses=(200, 99, 600, 599)),
-        [(INVALID, ("http", "successStatuses", "1")), (INVALID, ("http", "successStatuses", "2"))],
+        [(INVALID, ("http", "success_statuses", "1")), (INVALID, ("http", "success_statuses", "2"))],
         id="statuses",
     ),
     pytest.param(
@@ -176,7 +176,7 @@ INVALID_ACTIONS: list[Any] = [
             (INVALID, ("http", "json")),
             (INVALID, ("http", "body")),
             (INVALID, ("http", "json")),
-            (INVALID, ("http", "successStatuses", "0")),
+            (INVALID, ("http", "success_statuses", "0")),
         ],
         id="http-every-problem-at-once",
     ),
@@ -205,7 +205,7 @@ INVALID_ACTIONS: list[Any] = [
     ),
     pytest.param(
         ShellAction(("ls",), working_directory="relative/dir"),
-        [(INVALID, ("shell", "workingDirectory"))],
+        [(INVALID, ("shell", "working_directory"))],
         id="shell-relative-dir",
     ),
     # handler

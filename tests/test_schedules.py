@@ -336,7 +336,7 @@ def test_interval_follows_real_time_across_dst() -> None:
 )
 def test_bad_interval_is_refused(every: float, message: str) -> None:
     errors = validate_schedule(IntervalSchedule(every, NOW), now=NOW)
-    assert [error.field for error in errors] == [("interval", "everySeconds")]
+    assert [error.field for error in errors] == [("interval", "every_seconds")]
     assert message in errors[0].message
     with pytest.raises(ValueError, match=message):
         next_fire_time(IntervalSchedule(every, NOW), after=NOW)

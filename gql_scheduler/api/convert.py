@@ -134,9 +134,7 @@ def job_changes(item: inputs.UpdateJobInput) -> dict[str, Any]:
     if item.schedules is None:
         nulls.append("schedules")
     if nulls:
-        raise InputErrors(
-            InvalidInput("cannot be null", field=["input", _camel(name)]) for name in nulls
-        )
+        raise InputErrors(InvalidInput("cannot be null", field=[name]) for name in nulls)
     changes = {
         _PLAIN_UPDATE_FIELDS[name]: given[name] for name in given if name in _PLAIN_UPDATE_FIELDS
     }
@@ -180,8 +178,3 @@ def given(value: T | None) -> T | None:
 
 def _or_default(value: T | None, default: T) -> T:
     return default if value is None else value
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)

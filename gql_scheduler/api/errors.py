@@ -9,6 +9,8 @@ from typing import TypeVar
 
 from graphql import GraphQLError
 
+from gql_scheduler.api.context import Info
+from gql_scheduler.api.field_paths import graphql_path
 from gql_scheduler.api.types import UserError
 from gql_scheduler.domain.errors import InputErrors, UserInputError
 
@@ -18,35 +20,52 @@ T = TypeVar("T")
 BAD_USER_INPUT = "BAD_USER_INPUT"
 
 
-async def collect_user_errors(call: Awaitable[T]) -> tuple[T | None, list[UserError]]:
-    """Run a mutation's use case; expected failures become `errors: [UserError!]!`."""
+async def collect_user_errors(
+    info: Info, call: Awaitable[T], *, within: str | None = None
+) -> tuple[T | None, list[UserError]]:
+    """Run a mutation's use case; expected failures become `errors: [UserError!]!`.
+
+    `within` names the input argument that holds the use case's fields (field_paths.py).
+    """
     try:
         return await call, []
-    except InputErrors as error:
-        return None, [UserError.from_domain(item) for item in error.errors]
-    except UserInputError as error:
-        return None, [UserError.from_domain(error)]
+    except (InputErrors, UserInputError) as error:
+        return None, user_errors(info, error, within=within)
+
+
+def user_errors(
+    info: Info, error: InputErrors | UserInputError, *, within: str | None = None
+) -> list[UserError]:
+    """Each problem with the path of the field in the client's request."""
+    problems = error.errors if isinstance(error, InputErrors) else [error]
+    return [
+        UserError(
+            field=None if item.field is None else graphql_path(info, item.field, within=within),
+            message=item.message,
+            code=item.code,
+        )
+        for item in problems
+    ]
 
 
 @contextmanager
-def raise_as_graphql_error() -> Iterator[None]:
+def raise_as_graphql_error(info: Info) -> Iterator[None]:
     """For queries and field arguments, which have no errors list: a coded GraphQL error."""
     try:
         yield
     except InputErrors as error:
-        first = error.errors[0]
-        raise _coded(error.message, first) from None
+        raise _coded(info, error.message, error.errors[0]) from None
     except UserInputError as error:
-        raise _coded(error.message, error) from None
+        raise _coded(info, error.message, error) from None
 
 
-def _coded(message: str, error: UserInputError) -> GraphQLError:
+def _coded(info: Info, message: str, error: UserInputError) -> GraphQLError:
     return GraphQLError(
         message,
         extensions={
             "code": BAD_USER_INPUT,
             "errorCode": error.code.value,
-            "field": list(error.field or ()),
+            "field": graphql_path(info, error.field or ()),
         },
     )
 

@@ -15,6 +15,11 @@ from gql_scheduler.api.types import UserError
 from gql_scheduler.domain import executions as domain_executions
 from gql_scheduler.domain import jobs as domain_jobs
 
+# The use cases call these job_id and execution_id, the contract calls both `id`: with the
+# use cases' names in Python, field_paths.py maps their errors onto the arguments.
+JobId = Annotated[strawberry.ID, strawberry.argument(name="id")]
+ExecutionId = Annotated[strawberry.ID, strawberry.argument(name="id")]
+
 
 @strawberry.type
 class JobPayload:
@@ -61,11 +66,11 @@ class Mutation:
                 paused=bool(input.paused),
             )
 
-        return JobPayload.of(*await collect_user_errors(create()))
+        return JobPayload.of(*await collect_user_errors(info, create(), within="input"))
 
     @strawberry.mutation
     async def update_job(
-        self, info: Info, id: strawberry.ID, input: inputs.UpdateJobInput
+        self, info: Info, job_id: JobId, input: inputs.UpdateJobInput
     ) -> JobPayload:
         async def update() -> domain_jobs.Job:
             drafts = (
@@ -73,24 +78,28 @@ class Mutation:
                 if input.schedules not in (None, strawberry.UNSET)
                 else None
             )
-            return await info.context.jobs.update_job(str(id), convert.job_changes(input), drafts)
+            changes = convert.job_changes(input)
+            return await info.context.jobs.update_job(str(job_id), changes, drafts)
 
-        return JobPayload.of(*await collect_user_errors(update()))
+        return JobPayload.of(*await collect_user_errors(info, update(), within="input"))
 
     @strawberry.mutation
-    async def delete_job(self, info: Info, id: strawberry.ID) -> DeleteJobPayload:
-        deleted, errors = await collect_user_errors(info.context.jobs.delete_job(str(id)))
+    async def delete_job(self, info: Info, job_id: JobId) -> DeleteJobPayload:
+        deleting = info.context.jobs.delete_job(str(job_id))
+        deleted, errors = await collect_user_errors(info, deleting)
         return DeleteJobPayload(
             deleted_job_id=strawberry.ID(deleted) if deleted else None, errors=errors
         )
 
     @strawberry.mutation
-    async def pause_job(self, info: Info, id: strawberry.ID, note: str | None = None) -> JobPayload:
-        return JobPayload.of(*await collect_user_errors(info.context.jobs.pause_job(str(id), note)))
+    async def pause_job(self, info: Info, job_id: JobId, note: str | None = None) -> JobPayload:
+        pausing = info.context.jobs.pause_job(str(job_id), note)
+        return JobPayload.of(*await collect_user_errors(info, pausing))
 
     @strawberry.mutation
-    async def resume_job(self, info: Info, id: strawberry.ID) -> JobPayload:
-        return JobPayload.of(*await collect_user_errors(info.context.jobs.resume_job(str(id))))
+    async def resume_job(self, info: Info, job_id: JobId) -> JobPayload:
+        resuming = info.context.jobs.resume_job(str(job_id))
+        return JobPayload.of(*await collect_user_errors(info, resuming))
 
     @strawberry.mutation(
         description=(
@@ -98,12 +107,10 @@ class Mutation:
         )
     )
     async def trigger_job(
-        self, info: Info, id: strawberry.ID, force: bool | None = False
+        self, info: Info, job_id: JobId, force: bool | None = False
     ) -> ExecutionPayload:
-        executions = info.context.executions
-        return ExecutionPayload.of(
-            *await collect_user_errors(executions.trigger_job(str(id), force=bool(force)))
-        )
+        triggering = info.context.executions.trigger_job(str(job_id), force=bool(force))
+        return ExecutionPayload.of(*await collect_user_errors(info, triggering))
 
     @strawberry.mutation(
         description=(
@@ -111,16 +118,16 @@ class Mutation:
             "running it (the reply may still say RUNNING when that is another instance)."
         )
     )
-    async def cancel_execution(self, info: Info, id: strawberry.ID) -> ExecutionPayload:
-        executions = info.context.executions
-        return ExecutionPayload.of(*await collect_user_errors(executions.cancel_execution(str(id))))
+    async def cancel_execution(self, info: Info, execution_id: ExecutionId) -> ExecutionPayload:
+        cancelling = info.context.executions.cancel_execution(str(execution_id))
+        return ExecutionPayload.of(*await collect_user_errors(info, cancelling))
 
     @strawberry.mutation(
         description="Run a failed, timed out, cancelled, skipped or missed execution again, now."
     )
-    async def retry_execution(self, info: Info, id: strawberry.ID) -> ExecutionPayload:
-        executions = info.context.executions
-        return ExecutionPayload.of(*await collect_user_errors(executions.retry_execution(str(id))))
+    async def retry_execution(self, info: Info, execution_id: ExecutionId) -> ExecutionPayload:
+        retrying = info.context.executions.retry_execution(str(execution_id))
+        return ExecutionPayload.of(*await collect_user_errors(info, retrying))
 
     @strawberry.mutation(
         description=(
@@ -131,13 +138,12 @@ class Mutation:
     async def backfill_job(
         self,
         info: Info,
-        id: strawberry.ID,
-        from_: Annotated[datetime, strawberry.argument(name="from")],
-        to: datetime,
+        job_id: JobId,
+        start: Annotated[datetime, strawberry.argument(name="from")],
+        end: Annotated[datetime, strawberry.argument(name="to")],
     ) -> BackfillPayload:
-        created, errors = await collect_user_errors(
-            info.context.executions.backfill_job(str(id), from_, to)
-        )
+        backfilling = info.context.executions.backfill_job(str(job_id), start, end)
+        created, errors = await collect_user_errors(info, backfilling)
         return BackfillPayload(
             executions=[Execution(domain=item) for item in created or []], errors=errors
         )

@@ -116,7 +116,7 @@ class Job:
 
     @strawberry.field
     def upcoming_runs(self, info: Info, count: int | None = 5) -> list[datetime]:
-        with raise_as_graphql_error():
+        with raise_as_graphql_error(info):
             return info.context.jobs.upcoming_runs(self.domain, 5 if count is None else count)
 
     @strawberry.field
@@ -135,7 +135,7 @@ class Job:
         execution_filter = ExecutionFilter(
             job_id=self.domain.id, statuses=tuple(statuses) if statuses else None
         )
-        with raise_as_graphql_error():
+        with raise_as_graphql_error(info):
             page = await info.context.executions.list_executions(
                 execution_filter, first=20 if first is None else first, after=after
             )

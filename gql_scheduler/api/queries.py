@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
 from gql_scheduler.api import convert, inputs
 from gql_scheduler.api.context import Info
-from gql_scheduler.api.errors import raise_as_graphql_error
+from gql_scheduler.api.errors import raise_as_graphql_error, user_errors
 from gql_scheduler.api.nodes import Execution, ExecutionConnection, Job, JobConnection, JobEdge
-from gql_scheduler.api.types import Health, PageInfo, SchedulePreview, UserError
+from gql_scheduler.api.types import Health, PageInfo, SchedulePreview
 from gql_scheduler.domain.errors import InputErrors, UserInputError
 from gql_scheduler.domain.jobs import JobOrder
 
@@ -19,11 +20,14 @@ from gql_scheduler.domain.jobs import JobOrder
 class Query:
     @strawberry.field(description="A job by id, by name, or by both (then both must match).")
     async def job(
-        self, info: Info, id: strawberry.ID | None = None, name: str | None = None
+        self,
+        info: Info,
+        job_id: Annotated[strawberry.ID | None, strawberry.argument(name="id")] = None,
+        name: str | None = None,
     ) -> Job | None:
-        with raise_as_graphql_error():
+        with raise_as_graphql_error(info):
             job = await info.context.jobs.get_job(
-                job_id=str(id) if id is not None else None, name=name
+                job_id=str(job_id) if job_id is not None else None, name=name
             )
         return Job(domain=job) if job else None
 
@@ -36,7 +40,7 @@ class Query:
         filter: inputs.JobFilter | None = None,
         order_by: JobOrder | None = JobOrder.NAME_ASC,
     ) -> JobConnection:
-        with raise_as_graphql_error():
+        with raise_as_graphql_error(info):
             page = await info.context.jobs.list_jobs(
                 convert.job_filter(filter),
                 order_by or JobOrder.NAME_ASC,
@@ -65,7 +69,7 @@ class Query:
         after: str | None = None,
         filter: inputs.ExecutionFilter | None = None,
     ) -> ExecutionConnection:
-        with raise_as_graphql_error():
+        with raise_as_graphql_error(info):
             page = await info.context.executions.list_executions(
                 convert.execution_filter(filter), first=50 if first is None else first, after=after
             )
@@ -88,12 +92,8 @@ class Query:
             preview = info.context.jobs.preview_schedules(
                 convert.schedule_drafts(schedules), count=5 if count is None else count, after=after
             )
-        except InputErrors as error:
-            return SchedulePreview(
-                runs=[], descriptions=[], errors=[UserError.from_domain(e) for e in error.errors]
-            )
-        except UserInputError as error:
-            return SchedulePreview(runs=[], descriptions=[], errors=[UserError.from_domain(error)])
+        except (InputErrors, UserInputError) as error:
+            return SchedulePreview(runs=[], descriptions=[], errors=user_errors(info, error))
         return SchedulePreview(runs=preview.runs, descriptions=preview.descriptions, errors=[])
 
     @strawberry.field

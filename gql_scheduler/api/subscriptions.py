@@ -125,27 +125,27 @@ class Subscription:
         statuses: list[ExecutionStatus] | None = None,
         after: str | None = None,
     ) -> AsyncGenerator[ExecutionEventNode, None]:
-        with raise_as_graphql_error():
+        with raise_as_graphql_error(info):
             stream = info.context.streams.execution_events(
                 job_id=str(job_id) if job_id is not None else None,
                 statuses=statuses,
                 after=after,
                 on_overflow=_closer(info),
             )
-        async for feed_event in _guarded(stream):
+        async for feed_event in _guarded(info, stream):
             yield ExecutionEventNode(feed_event=feed_event)
 
     @strawberry.subscription
     async def job_events(
         self, info: Info, job_id: strawberry.ID | None = None, after: str | None = None
     ) -> AsyncGenerator[JobEventNode, None]:
-        with raise_as_graphql_error():
+        with raise_as_graphql_error(info):
             stream = info.context.streams.job_events(
                 job_id=str(job_id) if job_id is not None else None,
                 after=after,
                 on_overflow=_closer(info),
             )
-        async for feed_event in _guarded(stream):
+        async for feed_event in _guarded(info, stream):
             yield JobEventNode(feed_event=feed_event)
 
     @strawberry.subscription(
@@ -155,15 +155,15 @@ class Subscription:
         self, info: Info, execution_id: strawberry.ID
     ) -> AsyncGenerator[OutputChunk, None]:
         stream = info.context.streams.execution_output(str(execution_id))
-        async for chunk in _guarded(stream):
+        async for chunk in _guarded(info, stream):
             yield OutputChunk.of(str(execution_id), chunk)
 
 
-async def _guarded(stream: AsyncIterator[T]) -> AsyncIterator[T]:
+async def _guarded(info: Info, stream: AsyncIterator[T]) -> AsyncIterator[T]:
     """The stream's expected failures as coded GraphQL errors; always closed."""
     try:
         while True:
-            with raise_as_graphql_error():
+            with raise_as_graphql_error(info):
                 try:
                     item = await anext(stream)
                 except StopAsyncIteration:

@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from gql_scheduler.api import enums  # noqa: F401  (registers the enums with Strawberry)
 from gql_scheduler.domain import actions, schedules
-from gql_scheduler.domain.errors import ErrorCode, UserInputError
+from gql_scheduler.domain.errors import ErrorCode
 from gql_scheduler.domain.executions import ExecutionStats
 from gql_scheduler.domain.policies import RetryPolicy as DomainRetryPolicy
 
@@ -23,14 +23,6 @@ class UserError:
     field: list[str] | None
     message: str
     code: ErrorCode
-
-    @classmethod
-    def from_domain(cls, error: UserInputError) -> UserError:
-        return cls(
-            field=list(error.field) if error.field is not None else None,
-            message=error.message,
-            code=error.code,
-        )
 
 
 @strawberry.type

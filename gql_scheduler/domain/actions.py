@@ -151,7 +151,7 @@ def _validate_http(action: HttpAction) -> list[UserInputError]:
     for index, status in enumerate(action.success_statuses):
         if not 100 <= status <= 599:
             message = f"{status} is not an HTTP status (100-599)"
-            errors.add(InvalidInput(message, field=["http", "successStatuses", str(index)]))
+            errors.add(InvalidInput(message, field=["http", "success_statuses", str(index)]))
     return errors.errors
 
 
@@ -199,7 +199,7 @@ def _validate_shell(action: ShellAction, *, enabled: bool) -> list[UserInputErro
     directory = action.working_directory
     if directory is not None and (not os.path.isabs(directory) or "\0" in directory):
         message = "must be an absolute path"
-        errors.add(InvalidInput(message, field=["shell", "workingDirectory"]))
+        errors.add(InvalidInput(message, field=["shell", "working_directory"]))
     return errors.errors
 
 

@@ -44,16 +44,18 @@ class RetryPolicy:
             errors.add(
                 InvalidInput(
                     f"maxAttempts must be between 1 and {MAX_ATTEMPTS_LIMIT}",
-                    field=["maxAttempts"],
+                    field=["max_attempts"],
                 )
             )
         if self.initial_delay_seconds < 0:
-            errors.add(InvalidInput("must not be negative", field=["initialDelaySeconds"]))
+            errors.add(InvalidInput("must not be negative", field=["initial_delay_seconds"]))
         if self.backoff_factor < 1:
-            errors.add(InvalidInput("must be at least 1", field=["backoffFactor"]))
+            errors.add(InvalidInput("must be at least 1", field=["backoff_factor"]))
         if self.max_delay_seconds < self.initial_delay_seconds:
             errors.add(
-                InvalidInput("must not be less than initialDelaySeconds", field=["maxDelaySeconds"])
+                InvalidInput(
+                    "must not be less than initialDelaySeconds", field=["max_delay_seconds"]
+                )
             )
         return errors.errors
 

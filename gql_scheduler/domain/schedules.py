@@ -58,7 +58,7 @@ Schedule = CronSchedule | IntervalSchedule | OnceSchedule
 
 
 def validate_schedule(schedule: Schedule, *, now: datetime) -> list[UserInputError]:
-    """Every problem with `schedule`, with field paths relative to the schedule input."""
+    """Every problem with `schedule`, with field paths under its kind (`cron`, `interval`...)."""
     check_aware(now, "now")
     match schedule:
         case CronSchedule(expression, timezone):
@@ -67,7 +67,7 @@ def validate_schedule(schedule: Schedule, *, now: datetime) -> list[UserInputErr
             problem = _interval_problem(every_seconds)
             if problem is None:
                 return []
-            return [InvalidInput(problem, field=("interval", "everySeconds"))]
+            return [InvalidInput(problem, field=("interval", "every_seconds"))]
         case OnceSchedule(at):
             if at > now:
                 return []

@@ -74,7 +74,7 @@ class ExecutionService:
             execution = await _require_execution(ExecutionRepository(connection), execution_id)
             if execution.status.is_terminal:
                 raise Conflict(
-                    f"the execution has already ended ({execution.status})", field=["id"]
+                    f"the execution has already ended ({execution.status})", field=["execution_id"]
                 )
             if execution.status is ExecutionStatus.QUEUED:
                 ended = await transitions.end_queued(
@@ -97,7 +97,7 @@ class ExecutionService:
                 raise Conflict(
                     f"only a failed, timed out, cancelled, skipped or missed execution can be "
                     f"retried; this one is {execution.status}",
-                    field=["id"],
+                    field=["execution_id"],
                 )
             await _require_job(JobRepository(connection), execution.job_id)
             retry = await TransitionRepository(connection).insert(
@@ -111,9 +111,9 @@ class ExecutionService:
         """Runs for the occurrences in [start, end) that have none yet, oldest first."""
         now = self.clock.now()
         if end <= start:
-            raise InvalidInput("must be after from", field=["to"])
+            raise InvalidInput("must be after from", field=["end"])
         if end > now:
-            raise InvalidInput("must not be in the future", field=["to"])
+            raise InvalidInput("must not be in the future", field=["end"])
         created: list[Execution] = []
         async with self.database.write() as connection:
             job = await _require_job(JobRepository(connection), job_id)
@@ -183,7 +183,7 @@ def _occurrences_between(job: Job, start: datetime, end: datetime) -> list[datet
         if len(found) == MAX_BACKFILL:
             raise InvalidInput(
                 f"the window holds more than {MAX_BACKFILL} runs; backfill a shorter one",
-                field=["from"],
+                field=["start"],
             )
         found.append(at)
     return found
@@ -192,12 +192,12 @@ def _occurrences_between(job: Job, start: datetime, end: datetime) -> list[datet
 async def _require_job(jobs: JobRepository, job_id: str) -> Job:
     job = await jobs.get(job_id)
     if job is None:
-        raise NotFound(f"no job with id {job_id!r}", field=["id"])
+        raise NotFound(f"no job with id {job_id!r}", field=["job_id"])
     return job
 
 
 async def _require_execution(executions: ExecutionRepository, execution_id: str) -> Execution:
     execution = await executions.get(execution_id)
     if execution is None:
-        raise NotFound(f"no execution with id {execution_id!r}", field=["id"])
+        raise NotFound(f"no execution with id {execution_id!r}", field=["execution_id"])
     return execution

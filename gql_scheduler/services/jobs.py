@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +18,6 @@ from gql_scheduler.domain.errors import (
     Conflict,
     ErrorCollector,
     InvalidInput,
-    NameTaken,
     NotFound,
 )
 from gql_scheduler.domain.events import JobEventType
@@ -89,8 +87,7 @@ class JobService:
         _require_a_run(job)
         job = dataclasses.replace(job, next_run_at=self._next_run(job, now))
         async with self.database.write() as connection:
-            with _name_field_under_input():
-                await JobRepository(connection).insert(job)
+            await JobRepository(connection).insert(job)
             EventRepository(connection).append_job_event(
                 JobEventType.CREATED, job_id=job.id, at=now
             )
@@ -123,8 +120,7 @@ class JobService:
                 now=now,
                 timing_changed=bool(_TIMING_FIELDS & set(changes) or schedule_drafts is not None),
             )
-            with _name_field_under_input():
-                await jobs.update(job)
+            await jobs.update(job)
             EventRepository(connection).append_job_event(
                 JobEventType.UPDATED, job_id=job.id, at=now
             )
@@ -149,7 +145,7 @@ class JobService:
             jobs = JobRepository(connection)
             current = await self._require(jobs, job_id)
             if current.state is JobState.COMPLETED:
-                raise Conflict("a completed job cannot be paused", field=["id"])
+                raise Conflict("a completed job cannot be paused", field=["job_id"])
             if current.state is JobState.PAUSED and current.pause_note == note:
                 return current  # pausing twice is not an error, and not a new event
             job = dataclasses.replace(
@@ -175,7 +171,7 @@ class JobService:
             if current.state is JobState.COMPLETED:
                 raise Conflict(
                     "the job has completed; update its schedules or endAt to run it again",
-                    field=["id"],
+                    field=["job_id"],
                 )
             if current.state is JobState.ACTIVE:
                 return current
@@ -200,7 +196,7 @@ class JobService:
     async def get_job(self, *, job_id: str | None = None, name: str | None = None) -> Job | None:
         """By id, by name, or by both (then both must match)."""
         if job_id is None and name is None:
-            raise InvalidInput("give the job's id or its name", field=["id"])
+            raise InvalidInput("give the job's id or its name", field=["job_id"])
         async with self.database.read() as connection:
             jobs = JobRepository(connection)
             if job_id is None:
@@ -239,7 +235,7 @@ class JobService:
         validation.check_count(count)
         items = tuple(validation.schedule_from_draft(draft, now=now) for draft in drafts)
         found = ErrorCollector()
-        validation.check_schedules(found, items, now=now, path=("schedules",))
+        validation.check_schedules(found, items, now=now)
         found.raise_if_any()
         runs = schedules.upcoming_runs(items, after=after or now, count=count)
         return SchedulePreview(runs, [schedules.describe_schedule(item) for item in items])
@@ -292,17 +288,8 @@ class JobService:
     async def _require(jobs: JobRepository, job_id: str) -> Job:
         job = await jobs.get(job_id, for_update=True)
         if job is None:
-            raise NotFound(f"no job with id {job_id!r}", field=["id"])
+            raise NotFound(f"no job with id {job_id!r}", field=["job_id"])
         return job
-
-
-@contextmanager
-def _name_field_under_input() -> Iterator[None]:
-    """The store speaks of the name column; clients sent it as input.name."""
-    try:
-        yield
-    except NameTaken as error:
-        raise error.under("input") from None
 
 
 def _first_run(spec: JobSpec, *, after: datetime) -> datetime | None:
@@ -314,5 +301,5 @@ def _first_run(spec: JobSpec, *, after: datetime) -> datetime | None:
 def _require_a_run(job: Job) -> None:
     """A job whose schedules can never fire again is refused rather than stored dead."""
     if _first_run(job.spec, after=job.watermark or job.created_at) is None:
-        field = "endAt" if job.spec.end_at is not None else "schedules"
-        raise InvalidInput("no run of the schedules falls before endAt", field=["input", field])
+        field = "end_at" if job.spec.end_at is not None else "schedules"
+        raise InvalidInput("no run of the schedules falls before endAt", field=[field])

@@ -182,7 +182,7 @@ class StreamService:
         async with self.database.read() as connection:
             found = await ExecutionRepository(connection).get_many([execution_id])
         if execution_id not in found:
-            raise NotFound(f"no execution with id {execution_id}", field=["executionId"])
+            raise NotFound(f"no execution with id {execution_id}", field=["execution_id"])
         return found[execution_id]
 
     async def _chunks(self, execution_id: str, from_seq: int) -> list[OutputChunk]:

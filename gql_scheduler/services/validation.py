@@ -1,4 +1,7 @@
-"""Turns what a client sent into a valid JobSpec, or every problem with it at once."""
+"""Turns what a client sent into a valid JobSpec, or every problem with it at once.
+
+Problems name their field as the domain does (`end_at`, `action.http.url`): the API turns
+that into the path of the client's own request."""
 
 from __future__ import annotations
 
@@ -46,15 +49,14 @@ def schedule_from_draft(draft: ScheduleDraft, *, now: datetime) -> Schedule:
     return draft
 
 
-def check_schedules(
-    found: ErrorCollector, items: tuple[Schedule, ...], *, now: datetime, path: tuple[str, ...]
-) -> None:
+def check_schedules(found: ErrorCollector, items: tuple[Schedule, ...], *, now: datetime) -> None:
+    """Problems of a job's `schedules` (or of the schedules previewed)."""
     if not items:
-        found.add(InvalidInput("give at least one schedule", field=list(path)))
+        found.add(_invalid("give at least one schedule", "schedules"))
     if len(items) > MAX_SCHEDULES:
-        found.add(InvalidInput(f"at most {MAX_SCHEDULES} schedules", field=list(path)))
+        found.add(_invalid(f"at most {MAX_SCHEDULES} schedules", "schedules"))
     for index, schedule in enumerate(items):
-        found.extend(schedules.validate_schedule(schedule, now=now), *path, str(index))
+        found.extend(schedules.validate_schedule(schedule, now=now), "schedules", str(index))
 
 
 def check_spec(
@@ -64,13 +66,13 @@ def check_spec(
     now: datetime,
     check_schedule_times: bool = True,
 ) -> None:
-    """Raise InputErrors naming every problem in `spec`, with paths under `input`."""
+    """Raise InputErrors naming every problem in `spec`, by JobSpec field."""
     found = ErrorCollector()
     _check_name(found, spec.name)
     if spec.description is not None and len(spec.description) > MAX_DESCRIPTION_LENGTH:
         found.add(_invalid(f"at most {MAX_DESCRIPTION_LENGTH} characters", "description"))
     if check_schedule_times:
-        check_schedules(found, spec.schedules, now=now, path=("input", "schedules"))
+        check_schedules(found, spec.schedules, now=now)
     found.extend(
         actions.validate_action(
             spec.action,
@@ -78,18 +80,17 @@ def check_spec(
             email_enabled=policy.email_enabled,
             handlers=policy.handlers,
         ),
-        "input",
         "action",
     )
     _check_window(found, spec)
     _check_durations(found, spec)
-    found.extend(spec.retry.validate(), "input", "retry")
+    found.extend(spec.retry.validate(), "retry")
     _check_tags(found, spec.tags)
     found.raise_if_any()
 
 
 def _invalid(message: str, *field: str) -> InvalidInput:
-    return InvalidInput(message, field=["input", *field])
+    return InvalidInput(message, field=field)
 
 
 def _check_name(found: ErrorCollector, name: str) -> None:
@@ -105,15 +106,15 @@ def _check_name(found: ErrorCollector, name: str) -> None:
 
 def _check_window(found: ErrorCollector, spec: JobSpec) -> None:
     if spec.start_at is not None and spec.end_at is not None and spec.end_at <= spec.start_at:
-        found.add(_invalid("must be after startAt", "endAt"))
+        found.add(_invalid("must be after startAt", "end_at"))
 
 
 def _check_durations(found: ErrorCollector, spec: JobSpec) -> None:
     if not (math.isfinite(spec.jitter_seconds) and 0 <= spec.jitter_seconds <= MAX_JITTER_SECONDS):
-        found.add(_invalid(f"must be between 0 and {MAX_JITTER_SECONDS:g}", "jitterSeconds"))
+        found.add(_invalid(f"must be between 0 and {MAX_JITTER_SECONDS:g}", "jitter_seconds"))
     optional_positive = {
-        "catchUpWindowSeconds": spec.catch_up_window_seconds,
-        "timeoutSeconds": spec.timeout_seconds,
+        "catch_up_window_seconds": spec.catch_up_window_seconds,
+        "timeout_seconds": spec.timeout_seconds,
     }
     for field_name, value in optional_positive.items():
         if value is not None and not (math.isfinite(value) and value > 0):
