@@ -91,6 +91,26 @@ INVALID_CREATES: list[tuple[str, dict[str, Any], list[tuple[str, ...]]]] = [
         {"retry": {"maxAttempts": 0}},
         [("input", "retry", "maxAttempts", "INVALID")],
     ),
+    (
+        "retry delays out of order",
+        {"retry": {"initialDelaySeconds": 10, "maxDelaySeconds": 5}},
+        [("input", "retry", "maxDelaySeconds", "INVALID")],
+    ),
+    (
+        "HTTP success status out of range",
+        {"action": {"http": {"url": "https://example.com", "successStatuses": [200, 99]}}},
+        [("input", "action", "http", "successStatuses", "1", "INVALID")],
+    ),
+    (
+        "handler args keep the client's own keys",
+        {"action": {"handler": {"name": "sleep", "args": {"seconds": 1, "wake_up": 2}}}},
+        [("input", "action", "handler", "args", "wake_up", "INVALID")],
+    ),
+    (
+        "zero catch-up window",
+        {"catchUpWindowSeconds": 0},
+        [("input", "catchUpWindowSeconds", "INVALID")],
+    ),
     ("negative jitter", {"jitterSeconds": -1}, [("input", "jitterSeconds", "INVALID")]),
     ("zero timeout", {"timeoutSeconds": 0}, [("input", "timeoutSeconds", "INVALID")]),
     (

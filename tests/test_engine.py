@@ -227,9 +227,9 @@ async def test_cancel_a_running_execution(client: GraphQLClient) -> None:
     assert cancelled["execution"]["status"] == "CANCELLED"
     assert cancelled["execution"]["error"] == "cancelled by request"
     again = (await client.data(CANCEL, {"id": run["id"]}))["cancelExecution"]
-    assert again["errors"][0]["code"] == "CONFLICT"
+    assert (again["errors"][0]["code"], again["errors"][0]["field"]) == ("CONFLICT", ["id"])
     missing = (await client.data(CANCEL, {"id": "424242"}))["cancelExecution"]
-    assert missing["errors"][0]["code"] == "NOT_FOUND"
+    assert (missing["errors"][0]["code"], missing["errors"][0]["field"]) == ("NOT_FOUND", ["id"])
 
 
 async def test_retry_execution(client: GraphQLClient) -> None:
@@ -246,7 +246,7 @@ async def test_retry_execution(client: GraphQLClient) -> None:
     ok = (await client.data(TRIGGER, {"id": ok_job}))["triggerJob"]["execution"]
     await wait_for(client, ok_job, lambda seen: with_status(seen, "SUCCEEDED") != [])
     refused = (await client.data(RETRY, {"id": ok["id"]}))["retryExecution"]
-    assert refused["errors"][0]["code"] == "CONFLICT"
+    assert (refused["errors"][0]["code"], refused["errors"][0]["field"]) == ("CONFLICT", ["id"])
 
 
 BACKFILL = """mutation($id: ID!, $from: DateTime!, $to: DateTime!) {
