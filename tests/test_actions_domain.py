@@ -137,7 +137,10 @@ INVALID_ACTIONS: list[Any] = [
     pytest.param(http(json=math.nan), [(INVALID, ("http", "json"))], id="json-nan"),
     pytest.param(
         http(success_statuses=(200, 99, 600, 599)),
-        [(INVALID, ("http", "success_statuses", "1")), (INVALID, ("http", "success_statuses", "2"))],
+        [
+            (INVALID, ("http", "success_statuses", "1")),
+            (INVALID, ("http", "success_statuses", "2")),
+        ],
         id="statuses",
     ),
     pytest.param(

@@ -19,7 +19,7 @@ from typing import Any
 from graphql import OperationType, print_ast
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gql_scheduler.live.subscribers import FeedEvent
+from gql_scheduler.services.streams import FeedEvent
 
 
 class SharedData(dict[str, Any]):

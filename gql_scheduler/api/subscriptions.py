@@ -27,7 +27,7 @@ from gql_scheduler.domain.events import ExecutionEventType, JobEventType
 from gql_scheduler.domain.executions import ExecutionStatus
 from gql_scheduler.domain.output import OutputChunk as DomainChunk
 from gql_scheduler.domain.output import OutputStream
-from gql_scheduler.live.subscribers import FeedEvent, OverflowCallback, SubscriberTooSlow
+from gql_scheduler.services.streams import FeedEvent, OverflowCallback, SubscriberTooSlow
 
 T = TypeVar("T")
 

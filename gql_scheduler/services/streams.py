@@ -23,11 +23,19 @@ from gql_scheduler.domain.events import (
 from gql_scheduler.domain.executions import Execution, ExecutionStatus
 from gql_scheduler.domain.output import OutputChunk
 from gql_scheduler.live.feed import EventFeed
-from gql_scheduler.live.subscribers import FeedEvent, OverflowCallback, SubscriberQueue
+from gql_scheduler.live.subscribers import (
+    FeedEvent,
+    OverflowCallback,
+    SubscriberQueue,
+    SubscriberTooSlow,
+)
 from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventLog, EventQuery
 from gql_scheduler.store.executions import ExecutionRepository
 from gql_scheduler.store.output_chunks import OutputRepository
+
+# What the streams hand to their callers, and how a too-slow subscriber's stream ends.
+__all__ = ["FeedEvent", "OverflowCallback", "StreamService", "SubscriberTooSlow"]
 
 REPLAY_PAGE = 500
 OUTPUT_PAGE = 1000
