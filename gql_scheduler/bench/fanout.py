@@ -4,7 +4,7 @@ plain websocket fan-out.
 Not a test: numbers depend on the machine. The service runs from a fresh SQLite database in
 a temporary folder; events are real commits to the outbox. The baseline is a bare Starlette
 websocket endpoint sending the same message shape from in-memory queues. The subscribers
-run in a child process (gql_scheduler/bench_subscribers.py), as real clients never share
+run in a child process (gql_scheduler/bench/subscribers.py), as real clients never share
 the server's event loop; both runs are measured alike.
 """
 

@@ -20,6 +20,6 @@ class MemoryBroker:
         self._on_signals = None
 
     def publish(self, signals: Iterable[str]) -> None:
-        """Called after each commit that wrote events or output (store.engine.Database)."""
+        """Called after each commit that wrote events or output (store.database.Database)."""
         if self._on_signals is not None:
             self._on_signals(signals)

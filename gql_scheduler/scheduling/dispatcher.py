@@ -207,21 +207,21 @@ class Dispatcher:
     # ------------------------------------------------------------------ running
     async def _run(self, run: Run) -> None:
         execution, job = run.execution, run.job
-        live_output = LiveOutputWriter(self.database, execution.id)
+        output_writer = LiveOutputWriter(self.database, execution.id)
         collector = OutputCollector(
             limit_bytes=self.settings.output_limit_bytes,
             now=self.clock.now,
-            listener=live_output.on_chunk,
+            listener=output_writer.on_chunk,
         )
         try:
             try:
                 outcome = await run_action(run, self.runners, collector)
             except asyncio.CancelledError:
-                await asyncio.shield(self._record_interrupted(run, collector, live_output))
+                await asyncio.shield(self._record_interrupted(run, collector, output_writer))
                 raise
             # Once handed to the group committer the outcome is recorded even if a stop
             # cancels this task while it waits.
-            unwritten = await live_output.close()
+            unwritten = await output_writer.close()
             await self._finish(FinishRequest(execution, job, outcome, tuple(unwritten)))
         finally:
             self._runs.pop(execution.id, None)
@@ -234,7 +234,7 @@ class Dispatcher:
             await self.kick_job(job.id)
 
     async def _record_interrupted(
-        self, run: Run, collector: OutputCollector, live_output: LiveOutputWriter
+        self, run: Run, collector: OutputCollector, output_writer: LiveOutputWriter
     ) -> None:
         """This instance is stopping: record the run now rather than leave it to the lease;
         an at-least-once job's next attempt waits QUEUED for any instance."""
@@ -243,7 +243,7 @@ class Dispatcher:
             output=collector.text(),
             error=f"interrupted: instance {self.settings.instance} stopped while it ran",
         )
-        unwritten = tuple(await live_output.close())
+        unwritten = tuple(await output_writer.close())
         request = FinishRequest(run.execution, run.job, stopped, unwritten, True)
         await self._finisher.finish([request])
 

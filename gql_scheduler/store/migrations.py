@@ -126,7 +126,7 @@ def _current_revision(connection: sa.Connection) -> str | None:
 
 
 async def _with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[_T]]) -> _T:
-    # The engine of engine.py, so that SQLite gets the same pragmas as the server's.
+    # The engine of database.py, so that SQLite gets the same pragmas as the server's.
     engine = store_database.create_engine(url)
     try:
         return await work(engine)
@@ -191,7 +191,7 @@ def _lock_postgresql(connection: sa.Connection) -> None:
 def _sqlite_exclusive(
     connection: sa.Connection, begin: Callable[[], AbstractContextManager[object]]
 ) -> Iterator[None]:
-    # BEGIN IMMEDIATE (engine.py's write option) takes SQLite's write lock up front, so a
+    # BEGIN IMMEDIATE (database.py's write option) takes SQLite's write lock up front, so a
     # second migrator waits on busy_timeout rather than failing at its first write.
     connection.execution_options(**{store_database.WRITE_OPTION: True})
     # Batch mode rebuilds a table by copying it and dropping the original; with foreign
