@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from gql_scheduler.testing import FixedClock
 from tests.engine_helpers import poll
 from tests.graphql_client import running_client, settings_for
 from tests.live_server import LiveServer, live_server
-from tests.ws_client import StuckSubscriber, subscription_client
+from tests.ws_client import StuckSubscriber, SubscriptionClient, subscription_client
 
 JOB_EVENTS = "subscription($after: String) { jobEvents(after: $after) { id type jobId } }"
 # About 2 kB per event, so that a few thousand events overflow any socket buffer.
@@ -169,18 +170,26 @@ async def test_a_subscriber_that_stops_reading_is_closed_and_slows_no_one(
             await poll(subscribers, lambda count: count == 2)
             total = 6000  # far past the stuck one's queue and socket buffers
             writing = asyncio.create_task(write_job_events(server.container.database, 120, 50))
-            received = [await healthy.next_data() for _ in range(total)]
+            receiving = asyncio.create_task(_receive(healthy, total))
+            # Dropped as too slow while the others go on.
+            await poll(subscribers, lambda count: count == 1, within=30)
+            # Its close frame waits behind what it has not read (the server's send honours
+            # flow control), so it reads now: a client that never reads at all is closed by
+            # the transport's keepalive instead (1011 after its ping timeout).
+            code, reason = await stuck.read_until_closed()
+            received = await receiving
             await writing
-            # The stuck one was dropped; the healthy one got everything, in order.
-            await poll(subscribers, lambda count: count == 1)
         ids = [int(item["jobEvents"]["id"]) for item in received]
         assert ids == sorted(set(ids))
         assert len(ids) == total
-        code, reason = await stuck.read_until_closed()
     finally:
         stuck.close()
     assert code == TOO_SLOW_CLOSE_CODE
     assert reason == TOO_SLOW_REASON
+
+
+async def _receive(client: SubscriptionClient, count: int) -> list[dict[str, Any]]:
+    return [await client.next_data() for _ in range(count)]
 
 
 async def test_event_ids_follow_commit_order_even_when_writers_interleave(

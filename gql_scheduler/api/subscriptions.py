@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import strawberry
 from graphql import GraphQLError
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gql_scheduler.api import enums  # noqa: F401  (registers the enums' GraphQL names)
 from gql_scheduler.api.context import Info
@@ -28,6 +28,7 @@ from gql_scheduler.domain.executions import ExecutionStatus
 from gql_scheduler.domain.output import OutputChunk as DomainChunk
 from gql_scheduler.domain.output import OutputStream
 from gql_scheduler.services.streams import FeedEvent, OverflowCallback, SubscriberTooSlow
+from gql_scheduler.tasks import BackgroundTasks
 
 T = TypeVar("T")
 
@@ -182,26 +183,27 @@ def _closer(info: Info) -> OverflowCallback | None:
 
     Its operation task is cancelled, since it may be stuck in a send that waits for the
     client to read, and the connection is closed with the reason. The close frame queues
-    behind what the client has not read yet, which is bounded by the socket buffers.
+    behind what the client has not read yet: the server's send honours flow control, so a
+    client that reads again gets everything up to it, then 4008. One that never reads
+    again is closed by the transport's keepalive (its ping gets no pong).
     """
     socket = info.context.request
     operation = asyncio.current_task()
     if not isinstance(socket, WebSocket) or operation is None:
         return None
 
-    def close(_subscription: object) -> None:
+    def close(_queue: object) -> None:
         operation.cancel()
-        task = asyncio.create_task(_close(socket))
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
+        _closing.start(_close(socket), name="close-too-slow")
 
     return close
 
 
-_closing: set[asyncio.Task[None]] = set()
+_closing = BackgroundTasks()
 
 
 async def _close(socket: WebSocket) -> None:
-    # Already closed or gone: nothing left to do.
-    with contextlib.suppress(RuntimeError, OSError):
+    # Already closed or gone (the keepalive may have ended it while the close waited):
+    # nothing left to do.
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
         await socket.close(code=TOO_SLOW_CLOSE_CODE, reason=TOO_SLOW_REASON)
