@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,18 +30,29 @@ query {
 """
 
 
+# Set while a test's own requests run. httpx's ASGI transport runs the app in the caller's
+# task, so the request and the tasks it starts (DataLoader batches) see it; the service's
+# background loops (sweeps, reconcile, the feed's poll) started earlier and do not.
+_COUNTING: contextvars.ContextVar[bool] = contextvars.ContextVar("counting", default=False)
+
+
 @contextmanager
 def counted_statements(database: Database) -> Iterator[list[str]]:
+    """The statements the requests made inside the block sent, and no one else's."""
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
+        # SQLAlchemy runs this in a greenlet that carries its caller's context.
+        if _COUNTING.get():
+            statements.append(statement)
 
     engine = database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    token = _COUNTING.set(True)
     try:
         yield statements
     finally:
+        _COUNTING.reset(token)
         event.remove(engine, "before_cursor_execute", record)
 
 
