@@ -314,7 +314,9 @@ def test_bench_fire_and_load_run_both_sides_and_clean_up(tmp_path: Path, workdir
     temporary.mkdir()
     env = clean_environment(TMPDIR=str(temporary))
     fire = run_cli(
-        [*MODULE, "bench", "fire", "--jobs", "20", "--seconds", "3"], cwd=workdir, env=env
+        [*MODULE, "bench", "fire", "--jobs", "20", "--seconds", "1.5", "--every", "0.25"],
+        cwd=workdir,
+        env=env,
     )
     assert fire.returncode == 0, fire.stderr
     lines = fire.stdout.splitlines()

@@ -30,8 +30,14 @@ from gql_scheduler.domain.schedules import IntervalSchedule
 from gql_scheduler.store import migrations
 from gql_scheduler.store.tables import executions
 
-# Runs in the first moments measure start-up, not the steady state.
+# Runs in the first moments measure start-up, not the steady state (a third of a short run).
 WARM_UP_SECONDS = 2.0
+
+
+def warm_up(seconds: float) -> float:
+    return min(WARM_UP_SECONDS, seconds / 3)
+
+
 # "Sustained" is judged per window: a p99 that creeps up as the database grows shows here.
 WINDOW_SECONDS = 5.0
 
@@ -95,7 +101,7 @@ async def engine_fire(jobs: int, seconds: float, every: float) -> FireReport:
         await container.start(freeze_heap=True)  # the whole service but HTTP, as served
         await asyncio.sleep(seconds + every)
         await container.engine.stop()  # in-flight runs finish and are recorded
-        window_start = now + timedelta(seconds=every + WARM_UP_SECONDS)
+        window_start = now + timedelta(seconds=every + warm_up(seconds))
         window_end = now + timedelta(seconds=every + seconds)
         samples = await _recorded_drifts(container, window_start, window_end)
         await container.aclose()
@@ -131,7 +137,7 @@ async def baseline_fire(jobs: int, seconds: float, every: float) -> FireReport:
     """The ceiling: the same timers in a bare AsyncIOScheduler, no store at all."""
     samples: list[tuple[datetime, float]] = []
     now = CLOCK.now()
-    window_start = now + timedelta(seconds=every + WARM_UP_SECONDS)
+    window_start = now + timedelta(seconds=every + warm_up(seconds))
     window_end = now + timedelta(seconds=every + seconds)
 
     def record(event: JobExecutionEvent) -> None:
@@ -168,7 +174,7 @@ def run_fire(jobs: int, seconds: float, every: float) -> str:
     return "\n".join(
         [
             f"bench fire: {jobs} noop jobs every {every:g} s for {seconds:g} s "
-            f"(first {WARM_UP_SECONDS:g} s not counted)",
+            f"(first {warm_up(seconds):g} s not counted)",
             ours.line(),
             ceiling.line(),
             f"ratio (gql-scheduler / bare APScheduler): {ratio:.2f} of the executions/s, "
