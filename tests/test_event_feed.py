@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,13 @@ from gql_scheduler.domain.events import JobEventType
 from gql_scheduler.live.retention import EventPruner
 from gql_scheduler.live.subscribers import FeedEvent
 from gql_scheduler.store.database import WRITE_OPTION, Database
-from gql_scheduler.store.events import EventLog, EventRepository, PendingWrites, flush_pending
+from gql_scheduler.store.events import (
+    EVENT_ORDER_LOCK_KEY,
+    EventLog,
+    EventRepository,
+    PendingWrites,
+    flush_pending,
+)
 from gql_scheduler.testing import FixedClock
 from tests.engine_helpers import poll
 from tests.graphql_client import running_client, settings_for
@@ -86,7 +94,8 @@ async def test_a_resume_during_concurrent_writes_gets_every_event_once_in_order(
         asyncio.create_task(write_job_events(database, BATCHES_PER_WRITER, EVENTS_PER_BATCH))
         for _ in range(WRITERS)
     ]
-    await asyncio.sleep(0.05)
+    # Resumed once writing is under way, so that it replays and goes live mid-stream.
+    await poll(lambda: all_event_ids(database), lambda ids: len(ids) > 0)
     total = WRITERS * BATCHES_PER_WRITER * EVENTS_PER_BATCH
     stream = server.container.streams.job_events(job_id=None, after="0")
     try:
@@ -204,13 +213,48 @@ async def test_event_ids_follow_commit_order_even_when_writers_interleave(
     async with _open_write(database) as writer_a:
         await flush_pending(writer_a, _one_job_event())
         writer_b = asyncio.create_task(_write_one(database))
-        await asyncio.sleep(0.3)
+        await _until_waiting_for_its_turn(database, writer_b)
         assert not writer_b.done(), "a second event writer went ahead of an open one"
     await writer_b
     received = await first
     await stream.aclose()  # type: ignore[attr-defined]
     assert received == await all_event_ids(database)
     assert len(received) == 2
+
+
+async def _until_waiting_for_its_turn(database: Database, writer: asyncio.Task[None]) -> None:
+    """Until `writer` provably cannot commit before the open event writer does.
+
+    PostgreSQL: it waits for the event-order lock (the feature under test). SQLite: the
+    open writer holds the file's write lock, which any other writer must wait for.
+    """
+    if database.is_sqlite:
+        assert database.checkpointer is not None
+        path = database.checkpointer.path
+        await asyncio.to_thread(_assert_write_locked, path)
+        return
+    key = EVENT_ORDER_LOCK_KEY
+    query = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid::bigint = :high AND objid::bigint = :low"
+    )
+    params = {"high": key >> 32, "low": key & 0xFFFFFFFF}
+
+    async def waiters() -> int:
+        assert not writer.done(), "a second event writer went ahead of an open one"
+        async with database.read() as connection:
+            return int(await connection.scalar(query, params) or 0)
+
+    await poll(waiters, lambda count: count > 0)
+
+
+def _assert_write_locked(path: Path) -> None:
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            probe.execute("BEGIN IMMEDIATE")
+    finally:
+        probe.close()
 
 
 def _count(server: LiveServer) -> Callable[[], Awaitable[int]]:

@@ -10,6 +10,7 @@ import asyncio
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.test_engine_processes import (
     EVERY_SECOND,
     SETTLE_TIMEOUT,
     Run,
+    Server,
     create_job,
     execution,
     executions,
@@ -26,7 +28,7 @@ from tests.test_engine_processes import (
     sleep_action,
     table,
 )
-from tests.ws_client import subscription_client
+from tests.ws_client import SubscriptionClient, subscription_client
 
 NO_RECONCILE = {"GQL_SCHEDULER_RECONCILE_SECONDS": "3600"}
 # Nor does the event feed poll the outbox: only NOTIFY can wake it.
@@ -38,8 +40,8 @@ mutation($id: ID!, $input: UpdateJobInput!) {
 """
 TRIGGER = "mutation($id: ID!) { triggerJob(id: $id, force: true) { execution { id } } }"
 EVENTS = """
-subscription($jobId: ID) {
-  executionEvents(jobId: $jobId) { id type execution { id instance status } }
+subscription($jobId: ID, $after: String) {
+  executionEvents(jobId: $jobId, after: $after) { id type execution { id instance status } }
 }
 """
 EVERY_TWO_SECONDS = {"cron": {"expression": "*/2 * * * * *"}}
@@ -105,15 +107,25 @@ async def test_a_subscriber_on_one_instance_sees_the_runs_of_the_other(
         job_id = create_job(a, "watched", {"cron": {"expression": "0 0 1 1 *"}})
         url = b.base_url.replace("http://", "ws://") + "/graphql"
         async with subscription_client(url) as client:
-            await client.subscribe("1", EVENTS, {"jobId": job_id})
-            await asyncio.sleep(0.5)  # registered (no API tells; generous and bounded)
-            execution_id = (await asyncio.to_thread(a.data, TRIGGER, {"id": job_id}))["triggerJob"][
-                "execution"
-            ]["id"]
-            events = [(await client.next_data())["executionEvents"] for _ in range(3)]
-    assert [event["type"] for event in events] == ["QUEUED", "STARTED", "SUCCEEDED"]
-    assert {event["execution"]["id"] for event in events} == {execution_id}
-    assert events[-1]["execution"]["instance"] == "a"  # run by A, seen on B
+            # From the start of the job's history: the first run's events reach B whether it
+            # registers before or after that run (by replay), and once they have, B is live.
+            await client.subscribe("1", EVENTS, {"jobId": job_id, "after": "0"})
+            first = await _trigger_and_watch(a, job_id, client)
+            # The second run happens while B listens: only A's NOTIFY can bring it.
+            second = await _trigger_and_watch(a, job_id, client)
+    for execution_id, events in (first, second):
+        assert [event["type"] for event in events] == ["QUEUED", "STARTED", "SUCCEEDED"]
+        assert {event["execution"]["id"] for event in events} == {execution_id}
+        assert events[-1]["execution"]["instance"] == "a"  # run by A, seen on B
+
+
+async def _trigger_and_watch(
+    server: Server, job_id: str, client: SubscriptionClient
+) -> tuple[str, list[dict[str, Any]]]:
+    """Run the job now on `server`; its id and the three events the client receives of it."""
+    triggered = await asyncio.to_thread(server.data, TRIGGER, {"id": job_id})
+    events = [(await client.next_data())["executionEvents"] for _ in range(3)]
+    return triggered["triggerJob"]["execution"]["id"], events
 
 
 CANCEL = "mutation($id: ID!) { cancelExecution(id: $id) { execution { status } errors { code } } }"

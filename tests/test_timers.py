@@ -62,17 +62,25 @@ async def test_a_burst_is_delivered_in_slices_with_the_loop_free_between() -> No
 async def test_late_fire_times_are_all_delivered_with_their_nominal_instant() -> None:
     """The loop was blocked past several due times: none is dropped or merged."""
     fired: list[datetime] = []
+    six_fired = asyncio.Event()
+
+    def on_fire(_job_id: str, at: datetime) -> None:
+        fired.append(at)
+        if len(fired) >= 6:
+            six_fired.set()
+
     now = datetime.now(UTC)
     anchor = now + timedelta(seconds=0.1)
-    timers = Timers(lambda _job_id, at: fired.append(at))
+    timers = Timers(on_fire)
     timers.arm(job("tick", IntervalSchedule(0.1, anchor), now))
     timers.start()
     try:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the scheduler's first pass runs, then the loop is held
         blocked_until = datetime.now(UTC) + timedelta(seconds=0.55)
         while datetime.now(UTC) < blocked_until:  # block the loop on purpose
             pass
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(10):
+            await six_fired.wait()
     finally:
         timers.stop()
     expected = [anchor + timedelta(seconds=0.1 * k) for k in range(6)]
@@ -153,8 +161,15 @@ async def test_timer_wake_ups_stay_on_the_loop() -> None:
         return call_soon_threadsafe(*args, **kwargs)  # type: ignore[arg-type]
 
     fired: list[str] = []
+    all_fired = asyncio.Event()
+
+    def on_fire(job_id: str, _at: datetime) -> None:
+        fired.append(job_id)
+        if len(fired) == 10:
+            all_fired.set()
+
     now = datetime.now(UTC)
-    timers = Timers(lambda job_id, _at: fired.append(job_id))
+    timers = Timers(on_fire)
     timers.arm_all(
         [
             job(f"j{index}", OnceSchedule(now + timedelta(seconds=0.05 + index / 100)), now)
@@ -164,7 +179,8 @@ async def test_timer_wake_ups_stay_on_the_loop() -> None:
     timers.start()
     loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
     try:
-        await asyncio.sleep(0.4)
+        async with asyncio.timeout(10):
+            await all_fired.wait()
     finally:
         loop.call_soon_threadsafe = call_soon_threadsafe  # type: ignore[method-assign]
         timers.stop()

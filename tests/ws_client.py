@@ -63,6 +63,17 @@ class SubscriptionClient:
                     message["type"] = "next"
                 return message
 
+    async def wait_for_keepalives(self, count: int, within: float = WAIT) -> None:
+        """Until `count` keep-alives have come; any operation message meanwhile fails."""
+        async with asyncio.timeout(within):
+            while self.keepalives < count:
+                message = await self._receive_raw()
+                kind = message["type"]
+                assert kind in ("ping", "ka", "pong"), message
+                self.keepalives += 1
+                if kind == "ping":
+                    await self._send({"type": "pong"})
+
     async def next_data(self, within: float = WAIT) -> dict[str, Any]:
         """The data of the next result; fails on anything else."""
         message = await self.receive(within)
