@@ -65,9 +65,3 @@ class BackgroundTasks:
                 extra={"action": "task_failed", "task": task.get_name()},
             )
 
-
-async def stopped(task: asyncio.Task[Any] | None) -> None:
-    """Cancel one task (if any) and wait until it has ended."""
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
