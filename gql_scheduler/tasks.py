@@ -39,6 +39,11 @@ class BackgroundTasks:
     def __len__(self) -> int:
         return len(self._running)
 
+    async def wait(self) -> None:
+        """Until every task has ended by itself, those started meanwhile included."""
+        while self._running:
+            await asyncio.wait(set(self._running))
+
     async def stop(self) -> None:
         """Cancel every task still running and wait until each has ended.
 
@@ -64,4 +69,3 @@ class BackgroundTasks:
                 exc_info=error,
                 extra={"action": "task_failed", "task": task.get_name()},
             )
-

@@ -45,8 +45,7 @@ async def settled(client: GraphQLClient) -> None:
         await poll(dispatched, lambda last: last >= newest)
     spawned = container.engine.dispatcher._tasks  # the re-syncs, among others
     async with asyncio.timeout(10):
-        while spawned:
-            await asyncio.wait(set(spawned))
+        await spawned.wait()
 
 
 async def copy_job_behind_the_engines_back(client: GraphQLClient, job_id: str) -> str:

@@ -70,3 +70,23 @@ async def test_a_failed_task_is_logged_not_left_unretrieved(
     assert str(record.exc_info[1]) == "boom"
     assert len(tasks) == 0
     await tasks.stop()
+
+
+async def test_wait_lasts_until_every_task_ended_by_itself() -> None:
+    tasks = BackgroundTasks()
+    finished: list[str] = []
+
+    async def second() -> None:
+        await asyncio.sleep(0)
+        finished.append("second")
+
+    async def first() -> None:
+        await asyncio.sleep(0)
+        tasks.start(second(), name="second")
+        finished.append("first")
+
+    tasks.start(first(), name="first")
+    async with asyncio.timeout(5):
+        await tasks.wait()
+    assert finished == ["first", "second"]
+    assert len(tasks) == 0
