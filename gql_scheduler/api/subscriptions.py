@@ -194,12 +194,13 @@ def _closer(info: Info) -> OverflowCallback | None:
 
     def close(_queue: object) -> None:
         operation.cancel()
-        _closing.start(_close(socket), name="close-too-slow")
+        closing.start(_close(socket), name="close-too-slow")
 
     return close
 
 
-_closing = BackgroundTasks()
+# The closes of too-slow subscribers still under way (a test waits for them to end).
+closing = BackgroundTasks()
 
 
 async def _close(socket: WebSocket) -> None:
