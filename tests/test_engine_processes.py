@@ -549,28 +549,12 @@ def test_a_run_lost_with_its_instance_is_recovered_by_delivery(
         assert "instance a lost" in (lost.error or ""), lost
         if delivery == "AT_LEAST_ONCE":
             # The new attempt sleeps SLEEP_SECONDS on "b", then succeeds.
-            wait_for(
-                lambda: any(
-                    run.retry_of == lost_id and run.status not in LIVE
-                    for run in executions(b, job_id)
-                ),
-                timeout=SLEEP_SECONDS + SETTLE_TIMEOUT,
-                describe=lambda: table(executions(b, job_id)),
-                alive=[b.started],
-            )
+            wait_for_new_attempt(b, job_id, lost_id)
         else:
             # Its retry would have been inserted with the failure. For any other path: by the
             # time the control's new attempt has run (SLEEP_SECONDS), "b" has made several
             # recovery and sweep passes, and none may have made one for this run.
-            wait_for(
-                lambda: any(
-                    run.retry_of == control_lost_id and run.status not in LIVE
-                    for run in executions(b, control_id)
-                ),
-                timeout=SLEEP_SECONDS + SETTLE_TIMEOUT,
-                describe=lambda: table(executions(b, control_id)),
-                alive=[b.started],
-            )
+            wait_for_new_attempt(b, control_id, control_lost_id)
         runs = executions(b, job_id)
 
     assert not [run for run in runs if run.status in LIVE], table(runs)
@@ -581,6 +565,18 @@ def test_a_run_lost_with_its_instance_is_recovered_by_delivery(
     else:
         assert [run.id for run in runs] == [lost_id], f"a second attempt\n{table(runs)}"
     assert_no_tracebacks(a, b)
+
+
+def wait_for_new_attempt(server: Server, job_id: str, lost_id: str) -> None:
+    """Until the lost run's new attempt (it sleeps SLEEP_SECONDS) has ended on `server`."""
+    wait_for(
+        lambda: any(
+            run.retry_of == lost_id and run.status not in LIVE for run in executions(server, job_id)
+        ),
+        timeout=SLEEP_SECONDS + SETTLE_TIMEOUT,
+        describe=lambda: table(executions(server, job_id)),
+        alive=[server.started],
+    )
 
 
 # ---------------------------------------------------------------- 4. two instances, one database

@@ -31,7 +31,7 @@ from gql_scheduler.store.events import EventRepository
 from gql_scheduler.store.executions import ExecutionRepository
 from gql_scheduler.store.jobs import JobRepository
 
-log = logging.getLogger("gql_scheduler.services.jobs")
+log = logging.getLogger("gql_scheduler.service")
 
 # Spec fields whose change moves the job's timeline (next run, watermark).
 _TIMING_FIELDS = frozenset({"schedules", "start_at", "end_at"})
