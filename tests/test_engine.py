@@ -94,7 +94,7 @@ async def test_a_paused_job_does_not_fire_and_resumes(client: GraphQLClient) -> 
 
 
 async def test_a_one_off_job_runs_once_then_completes(client: GraphQLClient) -> None:
-    at = datetime.now(UTC) + timedelta(seconds=0.5)
+    at = datetime.now(UTC) + timedelta(seconds=1)
     job_id = await create_job(client, schedules=[{"once": {"at": at.isoformat()}}])
     runs = await wait_for(client, job_id, lambda seen: with_status(seen, "SUCCEEDED") != [])
     assert len(runs) == 1
@@ -107,15 +107,19 @@ async def test_a_one_off_job_runs_once_then_completes(client: GraphQLClient) -> 
 
 
 async def test_a_job_completes_at_its_end(client: GraphQLClient) -> None:
-    end = datetime.now(UTC) + timedelta(seconds=0.7)
-    job_id = await create_job(client, schedules=every(0.2), endAt=end.isoformat())
-    await wait_for(client, job_id, lambda seen: len(seen) >= 2)
+    # An explicit anchor, so that the runs before the end do not depend on how long the
+    # request takes: three, at the anchor and 0.2 s and 0.4 s after it.
+    anchor = datetime.now(UTC) + timedelta(seconds=2)
+    end = anchor + timedelta(seconds=0.5)
+    schedule = {"interval": {"everySeconds": 0.2, "anchor": anchor.isoformat()}}
+    job_id = await create_job(client, schedules=[schedule], endAt=end.isoformat())
     await poll(
         lambda: client.data(queries.JOB, {"id": job_id}),
         lambda data: data["job"]["state"] == "COMPLETED",
     )
     runs = await executions(client, job_id)
-    assert all(datetime.fromisoformat(run["scheduledFor"]) <= end for run in runs)
+    expected = [anchor + timedelta(seconds=0.2 * k) for k in range(3)]
+    assert instants(runs) == expected
 
 
 async def test_skip_overlap_records_skipped_runs(client: GraphQLClient) -> None:
@@ -358,12 +362,14 @@ async def test_a_lost_run_does_not_block_skip_overlap(database_url: str) -> None
 
 async def test_a_one_off_time_that_passed_while_down_is_recovered(database_url: str) -> None:
     settings = settings_for(database_url, misfire_grace_seconds=0.2)
-    at = datetime.now(UTC) + timedelta(seconds=0.4)
     async with running_client(settings) as client:
+        # Measured once the service is up: starting it may take a while on a busy machine.
+        at = datetime.now(UTC) + timedelta(seconds=1)
         job_id = await create_job(
             client, schedules=[{"once": {"at": at.isoformat()}}], paused=False
         )
         await client.container.engine.stop()  # the scheduler goes down before the time
+        assert datetime.now(UTC) < at, "too slow to stop the scheduler before the run's time"
     await _until(at + timedelta(seconds=0.5))  # the time and its grace pass while it is down
     async with running_client(settings) as client:
         (run,) = await wait_for(client, job_id, lambda seen: terminal(seen) and seen != [])
@@ -403,7 +409,7 @@ async def test_a_failed_claim_is_tried_again(
         return await real_claim(*args, **kwargs)
 
     monkeypatch.setattr(claims, "claim_occurrences", flaky_claim)
-    at = datetime.now(UTC) + timedelta(seconds=0.3)
+    at = datetime.now(UTC) + timedelta(seconds=1)
     job_id = await create_job(client, schedules=[{"once": {"at": at.isoformat()}}])
     (run,) = await wait_for(client, job_id, lambda seen: terminal(seen) and seen != [])
     assert (run["trigger"], run["status"]) == ("SCHEDULE", "SUCCEEDED")
