@@ -16,15 +16,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.types import ExecutionResult
 
 from gql_scheduler import __version__
 from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.actions.runners import ActionRunners
+from gql_scheduler.api.access import Gate, unauthenticated_error
 from gql_scheduler.api.context import Context, ServerInfo
 from gql_scheduler.api.fast_lane import FastLane
 from gql_scheduler.api.schema import build_schema
 from gql_scheduler.api.shared_results import encode_message
-from gql_scheduler.api.websockets import pinging_handler
+from gql_scheduler.api.websockets import AuthenticatingWSHandler, pinging_handler
+from gql_scheduler.api.ws_access import ConnectionAccess
 from gql_scheduler.broker.base import Broker
 from gql_scheduler.broker.memory import MemoryBroker
 from gql_scheduler.broker.postgres import PostgresBroker
@@ -33,6 +36,7 @@ from gql_scheduler.live.feed import EventFeed
 from gql_scheduler.live.retention import EventPruner
 from gql_scheduler.scheduling.dispatcher import Dispatcher, DispatchSettings
 from gql_scheduler.scheduling.engine import Engine, EngineSettings
+from gql_scheduler.services.api_keys import ApiKeyService
 from gql_scheduler.services.executions import CANCELLED_BY_REQUEST, ExecutionService
 from gql_scheduler.services.jobs import JobService
 from gql_scheduler.services.streams import StreamService
@@ -62,6 +66,7 @@ class Container:
     jobs: JobService
     executions: ExecutionService
     streams: StreamService
+    api_keys: ApiKeyService
     server: ServerInfo
     broker: Broker
     feed: EventFeed
@@ -77,6 +82,8 @@ class Container:
         """
         if self.database.checkpointer is not None:
             self._background.start(self.database.checkpointer.run(), name="wal-checkpoints")
+        await self.api_keys.refresh()  # the keys work from the first request
+        self._background.start(self.api_keys.run(), name="api-keys")
         await self.feed.start()
         await self.broker.start(self.feed.on_signals)
         if self.broker.spans_processes:
@@ -179,6 +186,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         jobs=jobs,
         executions=ExecutionService(database, clock, dispatcher),
         streams=StreamService(database, feed, max_queued=settings.subscriber_queue_size),
+        api_keys=ApiKeyService(database, clock, refresh_seconds=settings.auth_refresh_seconds),
         server=server,
         broker=broker,
         feed=feed,
@@ -206,8 +214,12 @@ class GraphQLApp(GraphQL[Context, None]):
             keep_alive_interval=keep_alive,
         )
         self.graphql_transport_ws_handler_class = pinging_handler(keep_alive)
+        self.graphql_ws_handler_class = AuthenticatingWSHandler
         self.fast_lane = FastLane(self.schema)
         self.container = container
+        self.gate = Gate(container.api_keys, required=container.settings.auth_required)
+        self.access = ConnectionAccess(self.gate, self.schema._schema)  # type: ignore[attr-defined]
+        container.api_keys.add_revoked_listener(self.access.close_revoked)
 
     def encode_json(self, data: object) -> str | bytes:
         # A shared subscription result is encoded once, not once per subscriber.
@@ -223,7 +235,19 @@ class GraphQLApp(GraphQL[Context, None]):
             executions=self.container.executions,
             streams=self.container.streams,
             server=self.container.server,
+            principal=self.gate.principal_for(request.headers.get("authorization")),
         )
+
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        """Nothing of an unauthenticated request is parsed or run (websockets are admitted
+        at their connection_init instead, api/ws_access.py)."""
+        context: Context = kwargs["context"]
+        if context.principal is None:
+            sub_response: Response = kwargs["sub_response"]
+            sub_response.status_code = 401
+            sub_response.headers["WWW-Authenticate"] = "Bearer"
+            return ExecutionResult(data=None, errors=[unauthenticated_error()])
+        return await super().execute_operation(*args, **kwargs)
 
 
 def create_app(
@@ -248,6 +272,7 @@ def create_app(
         try:
             yield
         finally:
+            await graphql.access.stop()
             await container.aclose()
             log.info("gql-scheduler stopped", extra={"action": "stopped"})
 

@@ -1,16 +1,27 @@
-"""`gql-scheduler serve | migrate | export-schema`."""
+"""`gql-scheduler serve | migrate | export-schema | create-api-key | list-api-keys |
+revoke-api-key | bench`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from alembic.util.exc import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
-from gql_scheduler.settings import Settings, SettingsError, load_settings
+from gql_scheduler.domain.access import Role
+from gql_scheduler.domain.errors import UserInputError
+from gql_scheduler.settings import (
+    AuthMode,
+    Settings,
+    SettingsError,
+    is_loopback_host,
+    load_settings,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"gql-scheduler: {error}", file=sys.stderr)
         return 2
+    except UserInputError as error:
+        print(f"gql-scheduler: {error.message}", file=sys.stderr)
+        return 1
     except StartupError as error:
         print(f"gql-scheduler: {error}", file=sys.stderr)
         return 1
@@ -60,10 +74,26 @@ def _parser() -> argparse.ArgumentParser:
     fanout.add_argument("--seconds", type=float, default=10.0)
     fanout.set_defaults(run=_bench_fanout)
 
+    _add_key_commands(commands)
+
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", type=Path, help="write to this file instead of stdout")
     export.set_defaults(run=_export_schema)
     return parser
+
+
+def _add_key_commands(commands: Any) -> None:
+    create = commands.add_parser(
+        "create-api-key", help="create an API key; its secret is printed once, last"
+    )
+    create.add_argument("--name", required=True, help="who or what uses it (recorded as actor)")
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.set_defaults(run=_create_api_key)
+    listing = commands.add_parser("list-api-keys", help="name, role, created, last used")
+    listing.set_defaults(run=_list_api_keys)
+    revoke = commands.add_parser("revoke-api-key", help="revoke a key (every instance, in s)")
+    revoke.add_argument("--name", required=True)
+    revoke.set_defaults(run=_revoke_api_key)
 
 
 def _serve(arguments: argparse.Namespace) -> int:
@@ -78,6 +108,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         if value is not None
     }
     settings: Settings = load_settings(**overrides)
+    _refuse_unprotected(settings)
     if arguments.no_migrate:
         _require_current_schema(settings.database_url)
     configure_logging(settings.log_level.value, settings.log_format.value)
@@ -147,6 +178,39 @@ def _export_schema(arguments: argparse.Namespace) -> int:
 
 class StartupError(Exception):
     """The service cannot start as asked."""
+
+
+def _refuse_unprotected(settings: Settings) -> None:
+    if settings.auth is AuthMode.DISABLED and not is_loopback_host(settings.host):
+        raise StartupError(
+            f"refusing to listen on {settings.host} with GQL_SCHEDULER_AUTH=disabled: anyone "
+            "who can reach it could run jobs; use auth (GQL_SCHEDULER_AUTH=auto or required, "
+            "keys from `gql-scheduler create-api-key`) or listen on 127.0.0.1"
+        )
+
+
+def _create_api_key(arguments: argparse.Namespace) -> int:
+    from gql_scheduler.cli_keys import create_api_key
+
+    key, secret = asyncio.run(create_api_key(load_settings(), arguments.name, Role(arguments.role)))
+    print(f"created API key {key.name!r} with role {key.role}; its secret, shown only now:")
+    print(secret)
+    return 0
+
+
+def _list_api_keys(arguments: argparse.Namespace) -> int:
+    from gql_scheduler.cli_keys import list_api_keys
+
+    print(asyncio.run(list_api_keys(load_settings())))
+    return 0
+
+
+def _revoke_api_key(arguments: argparse.Namespace) -> int:
+    from gql_scheduler.cli_keys import revoke_api_key
+
+    asyncio.run(revoke_api_key(load_settings(), arguments.name))
+    print(f"revoked API key {arguments.name!r}: every instance refuses it within seconds")
+    return 0
 
 
 def _require_current_schema(database_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import socket
 
@@ -24,6 +25,21 @@ class LogLevel(enum.StrEnum):
     INFO = "INFO"
     WARNING = "WARNING"
     ERROR = "ERROR"
+
+
+class AuthMode(enum.StrEnum):
+    AUTO = "auto"  # required unless the service listens on a loopback address only
+    REQUIRED = "required"
+    DISABLED = "disabled"
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
 
 
 def _default_instance_name() -> str:
@@ -62,6 +78,11 @@ class Settings(BaseSettings):
     # Protocol-level keep-alive on subscription websockets (ping / "ka"); 0 turns it off.
     ws_keepalive_seconds: float = Field(default=15.0, ge=0)
 
+    # ---- authentication and roles
+    auth: AuthMode = AuthMode.AUTO
+    # How often each instance reads the API keys again (created / revoked keys apply then).
+    auth_refresh_seconds: float = Field(default=2.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -69,10 +90,21 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @property
+    def auth_required(self) -> bool:
+        if self.auth is AuthMode.AUTO:
+            return not is_loopback_host(self.host)
+        return self.auth is AuthMode.REQUIRED
+
     @field_validator("log_level", "misfire_policy", mode="before")
     @classmethod
     def _upper_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("smtp_url", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ graphql-ws (start / data / error / complete, "ka" keep-alives). Every wait is bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
@@ -30,10 +32,22 @@ class SubscriptionClient:
         self.protocol = protocol
         self.keepalives = 0
 
-    async def init(self) -> None:
-        await self._send({"type": "connection_init", "payload": {}})
+    async def init(self, payload: dict[str, Any] | None = None) -> None:
+        await self.send_init(payload)
         message = await self._receive_raw()
         assert message["type"] == "connection_ack", message
+
+    async def send_init(self, payload: dict[str, Any] | None = None) -> None:
+        await self._send({"type": "connection_init", "payload": payload or {}})
+
+    async def closed(self, within: float = WAIT) -> tuple[int | None, str]:
+        """The close code and reason, once the server has closed the connection; what
+        came before (acks, errors, keep-alives) is skipped."""
+        async with asyncio.timeout(within):
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await self.socket.recv()
+        return self.socket.close_code, self.socket.close_reason or ""
 
     async def subscribe(
         self, operation_id: str, query: str, variables: dict[str, Any] | None = None
@@ -95,14 +109,26 @@ class SubscriptionClient:
 
 @asynccontextmanager
 async def subscription_client(
+    url: str,
+    protocol: str = TRANSPORT_WS,
+    *,
+    init_payload: dict[str, Any] | None = None,
+    **options: Any,
+) -> AsyncIterator[SubscriptionClient]:
+    async with raw_connection(url, protocol, **options) as client:
+        await client.init(init_payload)
+        yield client
+
+
+@asynccontextmanager
+async def raw_connection(
     url: str, protocol: str = TRANSPORT_WS, **options: Any
 ) -> AsyncIterator[SubscriptionClient]:
+    """Connected, but not initialised: the test sends connection_init itself."""
     async with asyncio.timeout(WAIT):
         socket = await connect(url, subprotocols=[protocol], open_timeout=WAIT, **options)  # type: ignore[list-item]
     try:
-        client = SubscriptionClient(socket, protocol)
-        await client.init()
-        yield client
+        yield SubscriptionClient(socket, protocol)
     finally:
         async with asyncio.timeout(WAIT):
             await socket.close()

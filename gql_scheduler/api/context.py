@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
+from gql_scheduler.domain.access import ANONYMOUS_ACTOR, Principal
 from gql_scheduler.domain.executions import Execution
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.services.executions import ExecutionService
@@ -58,10 +59,17 @@ class Context:
     executions: ExecutionService
     streams: StreamService
     server: ServerInfo
+    # None until authenticated (a websocket's at its connection_init); see api/access.py.
+    principal: Principal | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.jobs, self.executions)
+
+    @property
+    def actor(self) -> str:
+        """Who the change is recorded as made by (only authorised requests get that far)."""
+        return self.principal.name if self.principal is not None else ANONYMOUS_ACTOR
 
     def for_event(self) -> Context:
         """A copy with fresh loaders: a websocket's context lives as long as the

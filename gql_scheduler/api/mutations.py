@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 
 from gql_scheduler.api import convert, inputs
+from gql_scheduler.api.access import NeedsAdmin, NeedsOperator
 from gql_scheduler.api.context import Info
 from gql_scheduler.api.errors import collect_user_errors
 from gql_scheduler.api.nodes import Execution, Job
@@ -57,18 +58,19 @@ class BackfillPayload:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[NeedsAdmin], description="Needs the admin role.")
     async def create_job(self, info: Info, input: inputs.CreateJobInput) -> JobPayload:
         async def create() -> domain_jobs.Job:
             return await info.context.jobs.create_job(
                 convert.job_spec(input),
                 convert.schedule_drafts(input.schedules),
                 paused=bool(input.paused),
+                actor=info.context.actor,
             )
 
         return JobPayload.of(*await collect_user_errors(info, create(), within="input"))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[NeedsAdmin], description="Needs the admin role.")
     async def update_job(
         self, info: Info, job_id: JobId, input: inputs.UpdateJobInput
     ) -> JobPayload:
@@ -79,61 +81,77 @@ class Mutation:
                 else None
             )
             changes = convert.job_changes(input)
-            return await info.context.jobs.update_job(str(job_id), changes, drafts)
+            return await info.context.jobs.update_job(
+                str(job_id), changes, drafts, actor=info.context.actor
+            )
 
         return JobPayload.of(*await collect_user_errors(info, update(), within="input"))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[NeedsAdmin], description="Needs the admin role.")
     async def delete_job(self, info: Info, job_id: JobId) -> DeleteJobPayload:
-        deleting = info.context.jobs.delete_job(str(job_id))
+        deleting = info.context.jobs.delete_job(str(job_id), actor=info.context.actor)
         deleted, errors = await collect_user_errors(info, deleting)
         return DeleteJobPayload(
             deleted_job_id=strawberry.ID(deleted) if deleted else None, errors=errors
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[NeedsOperator], description="Needs the operator role.")
     async def pause_job(self, info: Info, job_id: JobId, note: str | None = None) -> JobPayload:
-        pausing = info.context.jobs.pause_job(str(job_id), note)
+        pausing = info.context.jobs.pause_job(str(job_id), note, actor=info.context.actor)
         return JobPayload.of(*await collect_user_errors(info, pausing))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[NeedsOperator], description="Needs the operator role.")
     async def resume_job(self, info: Info, job_id: JobId) -> JobPayload:
-        resuming = info.context.jobs.resume_job(str(job_id))
+        resuming = info.context.jobs.resume_job(str(job_id), actor=info.context.actor)
         return JobPayload.of(*await collect_user_errors(info, resuming))
 
     @strawberry.mutation(
+        permission_classes=[NeedsOperator],
         description=(
-            "Run now, outside the schedule. The overlap policy still applies unless force is true."
-        )
+            "Run now, outside the schedule. The overlap policy still applies unless force is "
+            "true. Needs the operator role."
+        ),
     )
     async def trigger_job(
         self, info: Info, job_id: JobId, force: bool | None = False
     ) -> ExecutionPayload:
-        triggering = info.context.executions.trigger_job(str(job_id), force=bool(force))
+        triggering = info.context.executions.trigger_job(
+            str(job_id), force=bool(force), actor=info.context.actor
+        )
         return ExecutionPayload.of(*await collect_user_errors(info, triggering))
 
     @strawberry.mutation(
+        permission_classes=[NeedsOperator],
         description=(
             "A queued run is cancelled at once; a running one is stopped by the instance "
-            "running it (the reply may still say RUNNING when that is another instance)."
-        )
+            "running it (the reply may still say RUNNING when that is another instance). "
+            "Needs the operator role."
+        ),
     )
     async def cancel_execution(self, info: Info, execution_id: ExecutionId) -> ExecutionPayload:
-        cancelling = info.context.executions.cancel_execution(str(execution_id))
+        cancelling = info.context.executions.cancel_execution(
+            str(execution_id), actor=info.context.actor
+        )
         return ExecutionPayload.of(*await collect_user_errors(info, cancelling))
 
     @strawberry.mutation(
-        description="Run a failed, timed out, cancelled, skipped or missed execution again, now."
+        permission_classes=[NeedsOperator],
+        description="Run a failed, timed out, cancelled, skipped or missed execution again, "
+        "now. Needs the operator role.",
     )
     async def retry_execution(self, info: Info, execution_id: ExecutionId) -> ExecutionPayload:
-        retrying = info.context.executions.retry_execution(str(execution_id))
+        retrying = info.context.executions.retry_execution(
+            str(execution_id), actor=info.context.actor
+        )
         return ExecutionPayload.of(*await collect_user_errors(info, retrying))
 
     @strawberry.mutation(
+        permission_classes=[NeedsAdmin],
         description=(
             "Create the runs the schedules would have made between from and to (at most 1000)."
             " The window is [from, to); occurrences that already have a run are left alone."
-        )
+            " Needs the admin role."
+        ),
     )
     async def backfill_job(
         self,
@@ -142,7 +160,9 @@ class Mutation:
         start: Annotated[datetime, strawberry.argument(name="from")],
         end: Annotated[datetime, strawberry.argument(name="to")],
     ) -> BackfillPayload:
-        backfilling = info.context.executions.backfill_job(str(job_id), start, end)
+        backfilling = info.context.executions.backfill_job(
+            str(job_id), start, end, actor=info.context.actor
+        )
         created, errors = await collect_user_errors(info, backfilling)
         return BackfillPayload(
             executions=[Execution(domain=item) for item in created or []], errors=errors

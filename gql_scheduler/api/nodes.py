@@ -19,6 +19,7 @@ from gql_scheduler.api.types import (
 )
 from gql_scheduler.domain import executions as domain_executions
 from gql_scheduler.domain import jobs as domain_jobs
+from gql_scheduler.domain.access import SYSTEM_ACTOR
 from gql_scheduler.domain.executions import ExecutionFilter, ExecutionStatus, ExecutionTrigger
 from gql_scheduler.domain.jobs import JobState
 from gql_scheduler.domain.pages import Page
@@ -175,6 +176,14 @@ class Execution:
     @strawberry.field
     def trigger(self) -> ExecutionTrigger:
         return self.domain.trigger
+
+    @strawberry.field(
+        description="Who asked for it: the API key's name for a manual run, retry or "
+        "backfill (`anonymous` where authentication is off), `system` for what the "
+        "scheduler did by itself."
+    )
+    def triggered_by(self) -> str:
+        return self.domain.triggered_by or SYSTEM_ACTOR
 
     @strawberry.field
     def attempt(self) -> int:

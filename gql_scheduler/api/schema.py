@@ -10,6 +10,7 @@ from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from gql_scheduler.api.access import AccessControl
 from gql_scheduler.api.errors import is_unexpected, log_unexpected
 from gql_scheduler.api.mutations import Mutation
 from gql_scheduler.api.queries import Query
@@ -52,6 +53,7 @@ def build_schema() -> strawberry.Schema:
             # small queries). Factories: their LRU caches live at module level, shared.
             lambda: ParserCache(maxsize=CACHED_DOCUMENTS),
             lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),
+            AccessControl,
             lambda: FastMaskErrors(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE),
         ],
     )

@@ -1,4 +1,5 @@
-"""Subscription transport: both websocket protocols, with keep-alive pings on by default.
+"""Subscription transport: both websocket protocols, authenticated (api/ws_access.py), with
+keep-alive pings on by default.
 
 Strawberry sends the legacy graphql-ws protocol's "ka" messages when asked, but never pings
 on graphql-transport-ws; this handler does, once the connection is acknowledged. Pings keep
@@ -18,8 +19,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
 )
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 
 from gql_scheduler.api.fast_lane import FastLane
+from gql_scheduler.api.ws_access import ConnectionAccess
 from gql_scheduler.tasks import BackgroundTasks
 
 
@@ -31,6 +38,13 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
         self._pinger = BackgroundTasks()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload", {})
+        first = not self.connection_init_received and isinstance(payload, dict)
+        if first and not await _access(self).admit(self, payload):
+            self.connection_init_received = True
+            if self.connection_init_timeout_task:
+                self.connection_init_timeout_task.cancel()
+            return
         await super().handle_connection_init(message)
         if self.connection_acknowledged and not self._pinger and self.ping_interval > 0:
             self._pinger.start(self._ping_regularly(), name="ws-pings")
@@ -45,6 +59,9 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
 
     async def run_operation(self, operation: Operation[Any, None]) -> None:
         """Subscriptions that can take the fast lane do; the rest go Strawberry's way."""
+        if await _access(self).refused(self, operation.query, operation.operation_name):
+            self.operations.pop(operation.id, None)
+            return
         lane: FastLane | None = getattr(self.view, "fast_lane", None)
         executor = None
         if lane is not None:
@@ -64,8 +81,37 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             raise
 
     async def shutdown(self) -> None:
+        _access(self).forget(self)
         await self._pinger.stop()
         await super().shutdown()
+
+
+class AuthenticatingWSHandler(BaseGraphQLWSHandler[Any, None]):
+    """The legacy graphql-ws protocol, admitted and checked as the other one is."""
+
+    async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        payload = message.get("payload")
+        first = not self.connection_acknowledged and (payload is None or isinstance(payload, dict))
+        if first and not await _access(self).admit(self, payload):
+            return
+        await super().handle_connection_init(message)
+
+    async def handle_start(self, message: StartMessage) -> None:
+        payload: dict[str, Any] = dict(message.get("payload", {}))
+        if self.connection_acknowledged and await _access(self).refused(
+            self, payload.get("query"), payload.get("operationName")
+        ):
+            return
+        await super().handle_start(message)
+
+    async def cleanup(self) -> None:
+        _access(self).forget(self)
+        await super().cleanup()
+
+
+def _access(handler: Any) -> ConnectionAccess:
+    access: ConnectionAccess = handler.view.access
+    return access
 
 
 def pinging_handler(interval: float) -> type[PingingTransportWSHandler]:

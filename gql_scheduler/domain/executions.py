@@ -59,6 +59,7 @@ class Execution:
     idempotency_key: str = ""
     run_after: datetime | None = None
     cancel_requested: bool = False
+    triggered_by: str | None = None  # who asked for it; None: the engine by itself
 
     @property
     def drift_ms(self) -> float | None:
@@ -108,6 +109,7 @@ class NewExecution:
     retry_of_id: str | None = None
     run_after: datetime | None = None
     error: str | None = None
+    triggered_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

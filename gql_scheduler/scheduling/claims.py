@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gql_scheduler.domain import schedules
+from gql_scheduler.domain.access import SYSTEM_ACTOR
 from gql_scheduler.domain.events import JobEventType
 from gql_scheduler.domain.executions import ExecutionTrigger, NewExecution
 from gql_scheduler.domain.jobs import Job, JobState
@@ -92,5 +93,5 @@ async def record_fired_many(
     for job_id, _, following in rows:
         if following is None and await jobs.complete(job_id, now=now):
             EventRepository(connection).append_job_event(
-                JobEventType.COMPLETED, job_id=job_id, at=now
+                JobEventType.COMPLETED, job_id=job_id, at=now, actor=SYSTEM_ACTOR
             )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from gql_scheduler.domain import schedules
+from gql_scheduler.domain.access import SYSTEM_ACTOR
 from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.errors import Conflict, InvalidInput, NotFound
 from gql_scheduler.domain.events import ExecutionEventType
@@ -31,6 +34,8 @@ from gql_scheduler.store.executions import ExecutionRepository, job_stats
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
 
+log = logging.getLogger("gql_scheduler.service")
+
 MAX_BACKFILL = 1000
 CANCELLED_BY_REQUEST = "cancelled by request"
 # How long a mutation waits to report the state its run reached (started, skipped...).
@@ -52,7 +57,9 @@ class ExecutionService:
         self.clock = clock
         self.dispatcher = dispatcher
 
-    async def trigger_job(self, job_id: str, *, force: bool) -> Execution:
+    async def trigger_job(
+        self, job_id: str, *, force: bool, actor: str = SYSTEM_ACTOR
+    ) -> Execution:
         now = self.clock.now()
         async with self.database.write() as connection:
             job = await _require_job(JobRepository(connection), job_id)
@@ -61,13 +68,15 @@ class ExecutionService:
                 trigger=ExecutionTrigger.MANUAL,
                 scheduled_for=now,
                 idempotency_key=f"{job.id}:manual:{uuid.uuid4()}",
+                triggered_by=actor,
             )
             execution = await TransitionRepository(connection).insert(new, now=now)
         assert execution is not None  # manual runs are never deduplicated
+        _log_change("triggered", execution, actor)
         self.dispatcher.submit(execution.id, execution.job_id, force=force)
         return await self._settled(execution)
 
-    async def cancel_execution(self, execution_id: str) -> Execution:
+    async def cancel_execution(self, execution_id: str, *, actor: str = SYSTEM_ACTOR) -> Execution:
         now = self.clock.now()
         async with self.database.write() as connection:
             transitions = TransitionRepository(connection)
@@ -81,15 +90,17 @@ class ExecutionService:
                     [execution_id], ExecutionStatus.CANCELLED, error=CANCELLED_BY_REQUEST, now=now
                 )
                 if ended:  # else it started meanwhile: stop it as a running one
+                    _log_change("cancelled", execution, actor)
                     return await _require_execution(ExecutionRepository(connection), execution_id)
             await transitions.request_cancel(execution_id)
             # The owner hears of it on commit (the broker), or at its next lease renewal.
             EventRepository(connection).signal_cancel(execution_id)
+        _log_change("cancelled", execution, actor)
         # Ours: stop it now.
         await self.dispatcher.cancel_local([execution_id], CANCELLED_BY_REQUEST)
         return await self._current(execution_id)
 
-    async def retry_execution(self, execution_id: str) -> Execution:
+    async def retry_execution(self, execution_id: str, *, actor: str = SYSTEM_ACTOR) -> Execution:
         now = self.clock.now()
         async with self.database.write() as connection:
             execution = await _require_execution(ExecutionRepository(connection), execution_id)
@@ -100,14 +111,18 @@ class ExecutionService:
                     field=["execution_id"],
                 )
             await _require_job(JobRepository(connection), execution.job_id)
+            new = dataclasses.replace(retry_of(execution, run_after=now), triggered_by=actor)
             retry = await TransitionRepository(connection).insert(
-                retry_of(execution, run_after=now), now=now, event=ExecutionEventType.QUEUED
+                new, now=now, event=ExecutionEventType.QUEUED
             )
         assert retry is not None
+        _log_change("retried", retry, actor)
         self.dispatcher.submit(retry.id, retry.job_id, force=True)
         return await self._settled(retry)
 
-    async def backfill_job(self, job_id: str, start: datetime, end: datetime) -> list[Execution]:
+    async def backfill_job(
+        self, job_id: str, start: datetime, end: datetime, *, actor: str = SYSTEM_ACTOR
+    ) -> list[Execution]:
         """Runs for the occurrences in [start, end) that have none yet, oldest first."""
         now = self.clock.now()
         if end <= start:
@@ -124,10 +139,17 @@ class ExecutionService:
                     trigger=ExecutionTrigger.BACKFILL,
                     scheduled_for=at,
                     idempotency_key=occurrence_key(job.id, at),
+                    triggered_by=actor,
                 )
                 execution = await transitions.insert(new, now=now)
                 if execution is not None:
                     created.append(execution)
+        log.info(
+            "job backfilled: %d runs by %s",
+            len(created),
+            actor,
+            extra={"action": "job_backfilled", "job_id": job_id, "actor": actor},
+        )
         if created:
             # The rest follow it, one at a time.
             self.dispatcher.submit(created[0].id, created[0].job_id)
@@ -167,6 +189,21 @@ class ExecutionService:
             execution = await ExecutionRepository(connection).get(execution_id)
         assert execution is not None
         return execution
+
+
+def _log_change(change: str, execution: Execution, actor: str) -> None:
+    log.info(
+        "execution %s %s by %s",
+        execution.id,
+        change,
+        actor,
+        extra={
+            "action": f"execution_{change}",
+            "job_id": execution.job_id,
+            "execution_id": execution.id,
+            "actor": actor,
+        },
+    )
 
 
 def _occurrences_between(job: Job, start: datetime, end: datetime) -> list[datetime]:

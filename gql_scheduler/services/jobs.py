@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from gql_scheduler.domain import schedules
+from gql_scheduler.domain.access import SYSTEM_ACTOR
 from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.errors import (
     Conflict,
@@ -69,7 +70,12 @@ class JobService:
 
     # ------------------------------------------------------------------ mutations
     async def create_job(
-        self, spec: JobSpec, schedule_drafts: Sequence[ScheduleDraft], *, paused: bool = False
+        self,
+        spec: JobSpec,
+        schedule_drafts: Sequence[ScheduleDraft],
+        *,
+        paused: bool = False,
+        actor: str = SYSTEM_ACTOR,
     ) -> Job:
         now = self.clock.now()
         spec = self._complete_spec(spec, schedule_drafts, now=now)
@@ -89,10 +95,9 @@ class JobService:
         async with self.database.write() as connection:
             await JobRepository(connection).insert(job)
             EventRepository(connection).append_job_event(
-                JobEventType.CREATED, job_id=job.id, at=now
+                JobEventType.CREATED, job_id=job.id, at=now, actor=actor
             )
-        log.info("job created", extra={"action": "job_created", "job_id": job.id})
-        self._changed(job.id)
+        self._changed(job, "created", actor)
         return job
 
     async def update_job(
@@ -100,6 +105,8 @@ class JobService:
         job_id: str,
         changes: Mapping[str, Any],
         schedule_drafts: Sequence[ScheduleDraft] | None = None,
+        *,
+        actor: str = SYSTEM_ACTOR,
     ) -> Job:
         """Replace the given spec fields; `changes` holds JobSpec field names."""
         now = self.clock.now()
@@ -122,24 +129,24 @@ class JobService:
             )
             await jobs.update(job)
             EventRepository(connection).append_job_event(
-                JobEventType.UPDATED, job_id=job.id, at=now
+                JobEventType.UPDATED, job_id=job.id, at=now, actor=actor
             )
-        self._changed(job.id)
+        self._changed(job, "updated", actor)
         return job
 
-    async def delete_job(self, job_id: str) -> str:
+    async def delete_job(self, job_id: str, *, actor: str = SYSTEM_ACTOR) -> str:
         now = self.clock.now()
         async with self.database.write() as connection:
             jobs = JobRepository(connection)
-            await self._require(jobs, job_id)
+            job = await self._require(jobs, job_id)
             await jobs.delete(job_id)
             EventRepository(connection).append_job_event(
-                JobEventType.DELETED, job_id=job_id, at=now
+                JobEventType.DELETED, job_id=job_id, at=now, actor=actor
             )
-        self._changed(job_id)
+        self._changed(job, "deleted", actor)
         return job_id
 
-    async def pause_job(self, job_id: str, note: str | None) -> Job:
+    async def pause_job(self, job_id: str, note: str | None, *, actor: str = SYSTEM_ACTOR) -> Job:
         now = self.clock.now()
         async with self.database.write() as connection:
             jobs = JobRepository(connection)
@@ -158,12 +165,12 @@ class JobService:
             )
             await jobs.update(job)
             EventRepository(connection).append_job_event(
-                JobEventType.PAUSED, job_id=job.id, at=now, payload={"note": note}
+                JobEventType.PAUSED, job_id=job.id, at=now, actor=actor, payload={"note": note}
             )
-        self._changed(job.id)
+        self._changed(job, "paused", actor)
         return job
 
-    async def resume_job(self, job_id: str) -> Job:
+    async def resume_job(self, job_id: str, *, actor: str = SYSTEM_ACTOR) -> Job:
         now = self.clock.now()
         async with self.database.write() as connection:
             jobs = JobRepository(connection)
@@ -187,9 +194,9 @@ class JobService:
             job = dataclasses.replace(job, next_run_at=self._next_run(job, now))
             await jobs.update(job)
             EventRepository(connection).append_job_event(
-                JobEventType.RESUMED, job_id=job.id, at=now
+                JobEventType.RESUMED, job_id=job.id, at=now, actor=actor
             )
-        self._changed(job.id)
+        self._changed(job, "resumed", actor)
         return job
 
     # ------------------------------------------------------------------ queries
@@ -254,9 +261,17 @@ class JobService:
         return HealthReport(database=True, active_jobs=active, running_executions=running)
 
     # ------------------------------------------------------------------ helpers
-    def _changed(self, job_id: str) -> None:
+    def _changed(self, job: Job, change: str, actor: str) -> None:
+        """After the commit: logged with who made it, and told to the engine."""
+        log.info(
+            "job %s: %s by %s",
+            change,
+            job.spec.name,
+            actor,
+            extra={"action": f"job_{change}", "job_id": job.id, "actor": actor},
+        )
         if self.on_change is not None:
-            self.on_change(job_id)
+            self.on_change(job.id)
 
     def _complete_spec(
         self, spec: JobSpec, drafts: Sequence[ScheduleDraft], *, now: datetime

@@ -114,6 +114,7 @@ def execution_from_row(row: sa.RowMapping) -> Execution:
         idempotency_key=row["idempotency_key"],
         run_after=row["run_after"],
         cancel_requested=bool(row["cancel_requested"]),
+        triggered_by=row["triggered_by"],
     )
 
 

@@ -85,6 +85,8 @@ executions = sa.Table(
     sa.Column("run_after", UTCDateTime),
     # Set by cancelExecution; the owning instance sees it when it renews the lease.
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Who asked for a manual run, retry or backfill (an API key's name); null: the engine.
+    sa.Column("triggered_by", sa.String(200)),
     sa.Index("ix_executions_job_id_id", "job_id", "id"),
     sa.Index("ix_executions_status_lease_until", "status", "lease_until"),
     sa.Index("ix_executions_status_run_after", "status", "run_after"),
@@ -158,4 +160,16 @@ events_pruned = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("through_id", BigId, nullable=False),
+)
+
+# API keys: only the digest of each secret is kept (domain/access.py says why that is enough).
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_at", UTCDateTime),
 )

@@ -313,6 +313,7 @@ def insert_values(new: NewExecution, now: datetime) -> dict[str, Any]:
         "retry_of_id": int(new.retry_of_id) if new.retry_of_id else None,
         "idempotency_key": new.idempotency_key,
         "run_after": new.run_after,
+        "triggered_by": new.triggered_by,
     }
 
 
