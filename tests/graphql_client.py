@@ -39,12 +39,8 @@ class GraphQLClient:
 
 
 def settings_for(database_url: str, **overrides: Any) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        instance_name="test-instance",
-        **overrides,
-    )
+    values: dict[str, Any] = {"instance_name": "test-instance", **overrides}
+    return Settings(_env_file=None, database_url=database_url, **values)  # type: ignore[call-arg]
 
 
 @asynccontextmanager
