@@ -23,6 +23,7 @@ from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.actions.runners import ActionRunners
 from gql_scheduler.api.access import Gate, unauthenticated_error
 from gql_scheduler.api.context import Context, ServerInfo
+from gql_scheduler.api.edge import edge_middleware
 from gql_scheduler.api.fast_lane import FastLane
 from gql_scheduler.api.schema import build_schema
 from gql_scheduler.api.shared_results import encode_message
@@ -212,6 +213,8 @@ class GraphQLApp(GraphQL[Context, None]):
             graphql_ide="graphiql" if container.settings.graphiql else None,
             keep_alive=keep_alive > 0,
             keep_alive_interval=keep_alive,
+            # Pages on these origins may open websockets, as CORS lets them call over HTTP.
+            allowed_origins=container.settings.cors_origin_list,
         )
         self.graphql_transport_ws_handler_class = pinging_handler(keep_alive)
         self.graphql_ws_handler_class = AuthenticatingWSHandler
@@ -292,6 +295,11 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
         ],
+        middleware=edge_middleware(
+            allowed_hosts=settings.allowed_host_list,
+            cors_origins=settings.cors_origin_list,
+            exempt={"/healthz"},
+        ),
         lifespan=lifespan,
     )
     app.state.container = container

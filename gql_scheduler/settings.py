@@ -6,8 +6,9 @@ import enum
 import ipaddress
 import os
 import socket
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gql_scheduler.domain.policies import MisfirePolicy
@@ -83,12 +84,50 @@ class Settings(BaseSettings):
     # How often each instance reads the API keys again (created / revoked keys apply then).
     auth_refresh_seconds: float = Field(default=2.0, gt=0)
 
+    # ---- browsers: other origins, and the Host header
+    # Comma-separated origins (https://app.example.com) whose pages may call the API (CORS)
+    # and open its websockets; empty: the same origin only; "*": any (only with auth).
+    cors_origins: str = ""
+    # Comma-separated host names a request may be addressed to (DNS rebinding); empty: the
+    # loopback names and HOST; "*": any; "*.example.com": a domain's subdomains.
+    allowed_hosts: str = ""
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _comma_list(self.cors_origins)
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        listed = _comma_list(self.allowed_hosts)
+        if listed:
+            return listed
+        defaults = ["localhost", "127.0.0.1", "::1", "[::1]"]
+        # A wildcard address is no name a client uses: it says nothing of the host's names.
+        if self.host not in ("0.0.0.0", "::", "") and self.host.lower() not in defaults:
+            defaults.append(self.host.lower())
+        return defaults
+
+    @model_validator(mode="after")
+    def _any_origin_needs_auth(self) -> Settings:
+        if "*" in self.cors_origin_list and not self.auth_required:
+            raise ValueError(
+                "GQL_SCHEDULER_CORS_ORIGINS: '*' (any origin) is allowed only with "
+                "authentication required (GQL_SCHEDULER_AUTH)"
+            )
+        for origin in self.cors_origin_list:
+            if origin != "*" and not _is_origin(origin):
+                raise ValueError(
+                    f"GQL_SCHEDULER_CORS_ORIGINS: {origin!r} is not an origin "
+                    "(scheme://host[:port], nothing after it)"
+                )
+        return self
 
     @property
     def auth_required(self) -> bool:
@@ -112,6 +151,20 @@ class Settings(BaseSettings):
         return None if value == "" else value
 
 
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _is_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        return False
+    plain = not (parts.path.strip("/") or parts.query or parts.fragment or parts.username)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and plain
+
+
 class SettingsError(Exception):
     """A setting has a bad value; the message names the variable, in one line."""
 
@@ -126,6 +179,9 @@ def load_settings(**overrides: object) -> Settings:
 def describe_validation_error(error: ValidationError) -> str:
     problems = []
     for detail in error.errors():
+        if not detail["loc"]:  # a check across settings: its message names them
+            problems.append(str(detail["msg"]).removeprefix("Value error, "))
+            continue
         name = ENV_PREFIX + "_".join(str(part) for part in detail["loc"]).upper()
         problems.append(f"{name}: {detail['msg']} (got {detail.get('input')!r})")
     return "invalid setting " + "; ".join(problems)
