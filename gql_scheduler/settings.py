@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 import os
 import socket
+from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gql_scheduler.actions import network_policy
 from gql_scheduler.domain.policies import MisfirePolicy
 
 ENV_PREFIX = "GQL_SCHEDULER_"
@@ -62,6 +64,14 @@ class Settings(BaseSettings):
     # Protocol-level keep-alive on subscription websockets (ping / "ka"); 0 turns it off.
     ws_keepalive_seconds: float = Field(default=15.0, ge=0)
 
+    # -- outbound network policy of HTTP actions (actions/network_policy.py) --
+    # Comma-separated CIDRs; the most specific network holding an address decides, the
+    # deny list on a tie. NoDecode: a plain list, not the JSON pydantic-settings expects.
+    http_deny_networks: Annotated[tuple[network_policy.Network, ...], NoDecode] = (
+        network_policy.DEFAULT_DENIED_NETWORKS
+    )
+    http_allow_networks: Annotated[tuple[network_policy.Network, ...], NoDecode] = ()
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -73,6 +83,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("http_deny_networks", "http_allow_networks", mode="before")
+    @classmethod
+    def _comma_separated_networks(cls, value: object) -> object:
+        return network_policy.parse_networks(value) if isinstance(value, str) else value
 
     @field_validator("smtp_url", mode="before")
     @classmethod
