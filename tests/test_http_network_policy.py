@@ -6,6 +6,7 @@ The policy has nothing to do with the store, so these run on SQLite only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpcore
+import httpx
 import pytest
 
 from gql_scheduler.actions import guarded_transport
@@ -58,9 +60,12 @@ async def web() -> AsyncIterator[RunningHttpServer]:
         yield server
 
 
+def port_of(server: RunningHttpServer) -> int:
+    return int(server.base_url.rsplit(":", 1)[1])
+
+
 def local_url(server: RunningHttpServer, host: str, path: str = "/ok") -> str:
-    port = server.base_url.rsplit(":", 1)[1]
-    return f"http://{host}:{port}{path}"
+    return f"http://{host}:{port_of(server)}{path}"
 
 
 async def run_once(client: GraphQLClient, job_id: str) -> dict[str, Any]:
@@ -185,13 +190,48 @@ async def test_the_connection_goes_to_the_checked_address_not_the_name(
 ) -> None:
     inner = RecordingBackend()
     backend = guarded_transport.GuardedBackend(NetworkPolicy(), inner)
-    stream = await backend.connect_tcp("localhost", int(web.base_url.rsplit(":", 1)[1]))
+    stream = await backend.connect_tcp("localhost", port_of(web))
     try:
         # Connecting by name would resolve again, and could get another (rebound) answer.
         assert inner.hosts == ["127.0.0.1"]
         assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
     finally:
         await stream.aclose()
+
+
+async def test_a_refused_address_falls_back_to_the_next_one(
+    monkeypatch: pytest.MonkeyPatch, web: RunningHttpServer
+) -> None:
+    # A name with two addresses: nothing listens on the first (127.0.0.2), the server is on
+    # the second. The resolver is the one part replaced; both connections are real.
+    async def two_addresses(host: str, port: int) -> list[str]:
+        return ["127.0.0.2", "127.0.0.1"]
+
+    monkeypatch.setattr(guarded_transport, "_resolve", two_addresses)
+    inner = RecordingBackend()
+    backend = guarded_transport.GuardedBackend(NetworkPolicy(), inner)
+    stream = await backend.connect_tcp("two.example", port_of(web), timeout=10)
+    try:
+        assert inner.hosts == ["127.0.0.2", "127.0.0.1"]
+        assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
+    finally:
+        await stream.aclose()
+
+
+async def test_resolving_counts_against_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def never_answers(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(guarded_transport, "_resolve", never_answers)
+    transport = guarded_transport.GuardedTransport(NetworkPolicy())
+    timeout = httpx.Timeout(5, connect=0.2)
+    async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+        action = HttpAction(url="http://slow-dns.example/", method=HttpMethod.GET)
+        result = await HttpRunner(client).run(action, CONTEXT, collector())
+    assert result.error == "connection timed out: connecting to slow-dns.example timed out"
 
 
 async def test_a_name_that_does_not_resolve_is_a_connection_failure() -> None:

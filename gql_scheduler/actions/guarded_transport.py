@@ -33,6 +33,8 @@ log = logging.getLogger("gql_scheduler.actions")
 # httpx's own defaults for a client's pool.
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 _PROXY_SCHEMES = ("http", "https", "all")
+# How long a connection to one of several addresses may take before the next is tried.
+NEXT_ADDRESS_AFTER_SECONDS = 2.0
 
 
 class AddressRefused(httpcore.ConnectError):
@@ -86,16 +88,20 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
     ) -> httpcore.AsyncNetworkStream:
         options = list(socket_options or ())
-        failure: httpcore.ConnectError | None = None
-        for address in addresses:
+        *others, last = addresses
+        for address in others:
+            # Not Happy Eyeballs (anyio's needs the name, and would resolve it again), but a
+            # fallback that does not spend the whole connect timeout on one dead address.
             try:
-                return await self._backend.connect_tcp(
-                    address, port, local_address=local_address, socket_options=options
-                )
-            except httpcore.ConnectError as error:
-                failure = error  # try the next address, as a resolver-order fallback
-        assert failure is not None  # _resolve returns at least one address
-        raise failure
+                async with asyncio.timeout(NEXT_ADDRESS_AFTER_SECONDS):
+                    return await self._backend.connect_tcp(
+                        address, port, local_address=local_address, socket_options=options
+                    )
+            except (httpcore.ConnectError, TimeoutError):
+                continue
+        return await self._backend.connect_tcp(
+            last, port, local_address=local_address, socket_options=options
+        )
 
     async def connect_unix_socket(
         self,
