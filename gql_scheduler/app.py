@@ -19,6 +19,8 @@ from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 
 from gql_scheduler import __version__
+from gql_scheduler.actions import guarded_transport
+from gql_scheduler.actions.network_policy import NetworkPolicy
 from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.actions.runners import ActionRunners
 from gql_scheduler.api.access import Gate, unauthenticated_error
@@ -145,7 +147,10 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     clock = clock or SystemClock()
     database = Database(settings.database_url)
     handlers = HandlerRegistry.load()
-    http_client = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(30, connect=10))
+    network = NetworkPolicy(
+        denied=settings.http_deny_networks, allowed=settings.http_allow_networks
+    )
+    http_client = guarded_transport.build_http_client(network)
     runners = _runners_for(settings, handlers, http_client)
     dispatcher = _dispatcher_for(settings, database, runners, clock)
     engine = Engine(
@@ -163,6 +168,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         shell_enabled=settings.enable_shell,
         email_enabled=settings.smtp_url is not None,
         handlers=handlers,
+        network=network,
     )
     jobs = JobService(
         database,

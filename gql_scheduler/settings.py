@@ -6,11 +6,13 @@ import enum
 import ipaddress
 import os
 import socket
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gql_scheduler.actions import network_policy
 from gql_scheduler.domain.policies import MisfirePolicy
 
 ENV_PREFIX = "GQL_SCHEDULER_"
@@ -92,6 +94,14 @@ class Settings(BaseSettings):
     # loopback names and HOST; "*": any; "*.example.com": a domain's subdomains.
     allowed_hosts: str = ""
 
+    # -- outbound network policy of HTTP actions (actions/network_policy.py) --
+    # Comma-separated CIDRs; the most specific network holding an address decides, the
+    # deny list on a tie. NoDecode: a plain list, not the JSON pydantic-settings expects.
+    http_deny_networks: Annotated[tuple[network_policy.Network, ...], NoDecode] = (
+        network_policy.DEFAULT_DENIED_NETWORKS
+    )
+    http_allow_networks: Annotated[tuple[network_policy.Network, ...], NoDecode] = ()
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -144,6 +154,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("http_deny_networks", "http_allow_networks", mode="before")
+    @classmethod
+    def _comma_separated_networks(cls, value: object) -> object:
+        return network_policy.parse_networks(value) if isinstance(value, str) else value
 
     @field_validator("smtp_url", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gql_scheduler.bench.serving import LOCALHOST, serving
@@ -85,6 +85,10 @@ def _app(recorder: HttpRecorder) -> Starlette:
         await record(request)
         return PlainTextResponse("x" * BIG_BODY_BYTES)
 
+    async def redirect(request: Request) -> Response:
+        await record(request)
+        return RedirectResponse("/ok", status_code=302)
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
     return Starlette(
         routes=[
@@ -92,6 +96,7 @@ def _app(recorder: HttpRecorder) -> Starlette:
             Route("/status/{code:int}", status, methods=methods),
             Route("/slow", slow, methods=methods),
             Route("/big", big, methods=methods),
+            Route("/redirect", redirect, methods=methods),
         ]
     )
 

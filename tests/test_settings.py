@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from gql_scheduler.actions import network_policy
 from gql_scheduler.domain.policies import MisfirePolicy
 from gql_scheduler.logs import JsonFormatter, configure_logging
 from gql_scheduler.settings import LogFormat, SettingsError, load_settings
@@ -92,6 +94,32 @@ def test_a_bad_value_is_one_line_naming_the_variable(
         load_settings()
     message = str(raised.value)
     assert f"GQL_SCHEDULER_{name}" in message
+    assert "\n" not in message
+
+
+def test_http_networks_are_comma_separated_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().http_deny_networks == network_policy.DEFAULT_DENIED_NETWORKS
+    assert load_settings().http_allow_networks == ()
+    monkeypatch.setenv("GQL_SCHEDULER_HTTP_DENY_NETWORKS", "10.0.0.0/8, fe80::/10,")
+    monkeypatch.setenv("GQL_SCHEDULER_HTTP_ALLOW_NETWORKS", "10.1.2.3")
+    settings = load_settings()
+    assert settings.http_deny_networks == (IPv4Network("10.0.0.0/8"), IPv6Network("fe80::/10"))
+    assert settings.http_allow_networks == (IPv4Network("10.1.2.3/32"),)
+    monkeypatch.setenv("GQL_SCHEDULER_HTTP_DENY_NETWORKS", "")  # nothing denied at all
+    assert load_settings().http_deny_networks == ()
+
+
+@pytest.mark.parametrize("name", ["HTTP_DENY_NETWORKS", "HTTP_ALLOW_NETWORKS"])
+@pytest.mark.parametrize("value", ["10.0.0.1/8", "10.0.0.0/8, intranet", '["10.0.0.0/8"]'])
+def test_a_bad_network_stops_start_up_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(f"GQL_SCHEDULER_{name}", value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert message.startswith(f"invalid setting GQL_SCHEDULER_{name}: ")
+    assert "is not a network in CIDR notation" in message
     assert "\n" not in message
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from gql_scheduler import __version__
+from gql_scheduler.actions import guarded_transport
 from gql_scheduler.actions.base import ActionResult, OutputSink, OutputStream, RunContext
 from gql_scheduler.domain.actions import HttpAction
 
@@ -94,7 +95,11 @@ def request_headers(action: HttpAction, context: RunContext) -> list[tuple[str, 
 
 
 def describe_error(error: Exception) -> str:
-    """One line for a failed request, such as `connection failed: [Errno 111] ...`."""
+    """One line for a failed request, such as `connection failed: [Errno 111] ...`, or the
+    network policy's own `refused: ...`."""
+    refusal = guarded_transport.refusal_of(error)
+    if refusal is not None:
+        return refusal
     prefix = next(text for kind, text in _TRANSPORT_ERRORS if isinstance(error, kind))
     detail = " ".join(str(error).split())
     return f"{prefix}: {detail}" if detail else prefix

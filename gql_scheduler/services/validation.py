@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from gql_scheduler.actions.network_policy import NetworkPolicy
 from gql_scheduler.domain import actions, schedules
 from gql_scheduler.domain.errors import ErrorCollector, InvalidInput
 from gql_scheduler.domain.jobs import MAX_NAME_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, JobSpec
@@ -40,6 +41,8 @@ class ServerPolicy:
     shell_enabled: bool
     email_enabled: bool
     handlers: actions.HandlerCatalog
+    # Where HTTP actions may connect: a literal address it refuses is refused at once.
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
 
 def schedule_from_draft(draft: ScheduleDraft, *, now: datetime) -> Schedule:
@@ -82,6 +85,7 @@ def check_spec(
         ),
         "action",
     )
+    _check_http_destination(found, spec.action, policy.network)
     _check_window(found, spec)
     _check_durations(found, spec)
     found.extend(spec.retry.validate(), "retry")
@@ -102,6 +106,15 @@ def _check_name(found: ErrorCollector, name: str) -> None:
         found.add(
             _invalid("must not start or end with spaces or contain control characters", "name")
         )
+
+
+def _check_http_destination(
+    found: ErrorCollector, action: actions.Action, network: NetworkPolicy
+) -> None:
+    if isinstance(action, actions.HttpAction):
+        problem = network.url_host_problem(action.url)
+        if problem is not None:
+            found.add(_invalid(problem, "action", "http", "url"))
 
 
 def _check_window(found: ErrorCollector, spec: JobSpec) -> None:
