@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -31,7 +32,8 @@ from starlette.websockets import WebSocket
 from gql_scheduler.app import UVICORN_OPTIONS, Container, create_app
 from gql_scheduler.bench.common import bench_settings, peak_rss_mb, percentile
 from gql_scheduler.bench.serving import LOCALHOST, serving
-from gql_scheduler.bench.subscribers import OPERATION_ID
+from gql_scheduler.bench.subscribers import KEY_VARIABLE, OPERATION_ID
+from gql_scheduler.domain.access import Role
 from gql_scheduler.domain.clock import SystemClock
 from gql_scheduler.domain.events import ExecutionEventType
 from gql_scheduler.domain.executions import ExecutionStatus, ExecutionTrigger
@@ -102,7 +104,7 @@ class Receipts:
 
 @asynccontextmanager
 async def _subscribers(
-    url: str, count: int, events: int, folder: Path, *, graphql: bool
+    url: str, count: int, events: int, folder: Path, *, graphql: bool, key: str | None = None
 ) -> AsyncIterator[Callable[[], Awaitable[Receipts]]]:
     """Start the subscriber process; once all are connected, yield how to collect them."""
     output = folder / f"receipts-{uuid.uuid4().hex}.json"
@@ -114,6 +116,7 @@ async def _subscribers(
         *arguments,
         *(["--graphql"] if graphql else []),
         stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, KEY_VARIABLE: key} if key else None,
     )
     try:
         assert child.stdout is not None
@@ -287,16 +290,20 @@ async def baseline_fanout(subscribers: int, rate: float, seconds: float) -> Fano
 # ---------------------------------------------------------------- the service
 
 
-async def graphql_fanout(subscribers: int, rate: float, seconds: float) -> FanoutReport:
+async def graphql_fanout(
+    subscribers: int, rate: float, seconds: float, *, auth: bool = False
+) -> FanoutReport:
+    """With `auth`, keys are required and every subscriber presents a viewer's."""
     events = max(1, round(rate * seconds))
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app(bench_settings(Path(folder)))
+        app = create_app(bench_settings(Path(folder), auth="required" if auth else "disabled"))
         container: Container = app.state.container
         async with serving(app, lifespan="on", **UVICORN_OPTIONS) as port:
             job_id, execution_id = await _insert_execution(container)
+            key = await _viewer_key(container) if auth else None
             url = f"ws://{LOCALHOST}:{port}/graphql"
             async with _subscribers(
-                url, subscribers, events, Path(folder), graphql=True
+                url, subscribers, events, Path(folder), graphql=True, key=key
             ) as collect:
 
                 def subscribed() -> bool:
@@ -306,9 +313,16 @@ async def graphql_fanout(subscribers: int, rate: float, seconds: float) -> Fanou
                 first_id = await _last_event_id(container) + 1
                 writer = _event_writer(container, first_id, job_id, execution_id)
                 published = await _publish(rate, seconds, writer)
-                report = await _measure("gql-scheduler (SQLite)", collect, published, seconds)
+                name = "gql-scheduler, keys" if auth else "gql-scheduler, auth off"
+                report = await _measure(name, collect, published, seconds)
             await _check_only_ours(container, first_id, len(published.times), execution_id)
     return report
+
+
+async def _viewer_key(container: Container) -> str:
+    _, secret = await container.api_keys.create("bench-viewer", Role.VIEWER)
+    await container.api_keys.refresh()
+    return secret
 
 
 async def _insert_execution(container: Container) -> tuple[str, str]:
@@ -359,15 +373,20 @@ async def _check_only_ours(container: Container, first_id: int, count: int, exec
 def run_fanout(subscribers: int, rate: float, seconds: float) -> str:
     # The baseline first: peak RSS only grows, so each figure is then its own peak.
     ceiling = asyncio.run(baseline_fanout(subscribers, rate, seconds))
-    ours = asyncio.run(graphql_fanout(subscribers, rate, seconds))
+    open_ = asyncio.run(graphql_fanout(subscribers, rate, seconds))
+    ours = asyncio.run(graphql_fanout(subscribers, rate, seconds, auth=True))
     throughput = ours.per_second / ceiling.per_second if ceiling.per_second else float("nan")
     p99, ceiling_p99 = ours.percentile(0.99), ceiling.percentile(0.99)
+    auth_cost = ours.cpu_per_delivery_us / open_.cpu_per_delivery_us
     return "\n".join(
         [
             f"bench fanout: {subscribers} subscribers to one executionEvents document,"
-            f" {rate:g} events/s for {seconds:g} s (graphql-transport-ws)",
+            f" {rate:g} events/s for {seconds:g} s (graphql-transport-ws, SQLite)",
             ours.line(),
+            open_.line(),
             ceiling.line(),
+            f"API keys: {ours.cpu_per_delivery_us:.1f} vs {open_.cpu_per_delivery_us:.1f} µs of"
+            f" server CPU per delivery with auth off ({auth_cost:.2f}x)",
             f"ratio (gql-scheduler / plain websocket fan-out): {throughput:.2f} of the"
             f" deliveries/s, p99 latency {p99:.1f} vs {ceiling_p99:.1f} ms"
             f" ({p99 / ceiling_p99 if ceiling_p99 else float('nan'):.2f}x)",

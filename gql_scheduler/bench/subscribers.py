@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -68,9 +69,16 @@ async def _receive(client: Client, wanted: int, everyone_done: asyncio.Event) ->
                 everyone_done.set()  # checked by the waiter against all clients
 
 
+# The API key the subscribers present, if the bench runs the service with auth on (from the
+# environment, not the command line, where other users of the machine could read it).
+KEY_VARIABLE = "GQL_SCHEDULER_BENCH_API_KEY"
+
+
 async def _subscribe(socket: ClientConnection) -> None:
-    """graphql-transport-ws: init, wait for the ack, subscribe."""
-    await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+    """graphql-transport-ws: init (with the key, if any), wait for the ack, subscribe."""
+    secret = os.environ.get(KEY_VARIABLE)
+    init = {"Authorization": f"Bearer {secret}"} if secret else {}
+    await socket.send(json.dumps({"type": "connection_init", "payload": init}))
     acknowledged = json.loads(await socket.recv())
     if acknowledged.get("type") != "connection_ack":
         raise RuntimeError(f"expected connection_ack, got {acknowledged}")
