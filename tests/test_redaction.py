@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
+import httpx
 import pytest
 
+from gql_scheduler.actions.http import describe_error
 from gql_scheduler.domain import action_secrets, redaction
 from gql_scheduler.domain.actions import Header, HttpAction, ShellAction
 from gql_scheduler.logs import JsonFormatter, RedactingFormatter
 from gql_scheduler.settings import Settings, secret_values
+from gql_scheduler.store.database import create_engine
 
 
 @pytest.mark.parametrize(
@@ -146,3 +150,18 @@ def test_text_formatter_lines_are_redacted_too(known: redaction.KnownSecrets) ->
 def test_the_process_registry_is_the_default() -> None:
     formatter = RedactingFormatter(logging.Formatter("%(message)s"))
     assert formatter.secrets is redaction.known_secrets
+
+
+# ---------------------------------------------------------------- where texts are built
+
+
+def test_http_errors_that_quote_the_url_are_redacted() -> None:
+    error = httpx.ConnectError("cannot reach http://bot:pw-123456@h:1/x?sig=abcdef")
+    assert describe_error(error) == "connection failed: cannot reach http://***@h:1/x?sig=***"
+
+
+def test_sql_is_logged_without_its_parameters(tmp_path: Path) -> None:
+    for url in (f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", "postgresql+asyncpg://u:p@127.0.0.1/x"):
+        engine = create_engine(url)
+        assert engine.sync_engine.hide_parameters is True
+        engine.sync_engine.dispose()
