@@ -34,6 +34,7 @@ from gql_scheduler.api.ws_access import ConnectionAccess
 from gql_scheduler.broker.base import Broker
 from gql_scheduler.broker.memory import MemoryBroker
 from gql_scheduler.broker.postgres import PostgresBroker
+from gql_scheduler.domain import redaction
 from gql_scheduler.domain.clock import Clock, SystemClock
 from gql_scheduler.live.feed import EventFeed
 from gql_scheduler.live.retention import EventPruner
@@ -44,7 +45,7 @@ from gql_scheduler.services.executions import CANCELLED_BY_REQUEST, ExecutionSer
 from gql_scheduler.services.jobs import JobService
 from gql_scheduler.services.streams import StreamService
 from gql_scheduler.services.validation import ServerPolicy
-from gql_scheduler.settings import Settings
+from gql_scheduler.settings import Settings, secret_values
 from gql_scheduler.store import migrations
 from gql_scheduler.store.database import Database
 from gql_scheduler.tasks import BackgroundTasks
@@ -145,6 +146,7 @@ def _dispatcher_for(
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
+    redaction.known_secrets.register(secret_values(settings))
     database = Database(settings.database_url)
     handlers = HandlerRegistry.load()
     network = NetworkPolicy(

@@ -7,7 +7,7 @@ import ipaddress
 import os
 import socket
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -200,3 +200,19 @@ def describe_validation_error(error: ValidationError) -> str:
         name = ENV_PREFIX + "_".join(str(part) for part in detail["loc"]).upper()
         problems.append(f"{name}: {detail['msg']} (got {detail.get('input')!r})")
     return "invalid setting " + "; ".join(problems)
+
+
+# ---------------------------------------------------------------- secrets (write-only, redaction)
+def secret_values(settings: Settings) -> list[str]:
+    """The passwords in the database and SMTP URLs, for the logs to hide wherever they appear
+    (the URLs' userinfo is masked as a pattern already; a driver may quote a password alone).
+    """
+    found: list[str] = []
+    for url in (settings.database_url, settings.smtp_url or ""):
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            found.extend({password, unquote(password)})
+    return found

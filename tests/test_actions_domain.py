@@ -337,6 +337,12 @@ def test_unknown_handler_with_an_empty_catalog() -> None:
         "X-Password",
         "X-Goog-AuthUser",
         "apikey",
+        "X-Hub-Signature-256",
+        "X-Signature",
+        "X-Vault-Pass",
+        "X-Pwd",
+        "X-Session-Id",
+        "X-Amz-Credential",
     ],
 )
 def test_secret_header_names(name: str) -> None:
@@ -358,8 +364,8 @@ def test_masked_headers_hide_secret_values_only_and_keep_order() -> None:
     )
     assert masked_headers(headers) == (
         Header("Content-Type", "application/json"),
-        Header("Authorization", MASK),
-        Header("X-Api-Key", MASK),
+        Header("Authorization", MASK, secret=True),
+        Header("X-Api-Key", MASK, secret=True),
     )
     assert MASK == "***"
 
@@ -403,16 +409,21 @@ def test_unknown_stored_kind_is_an_error() -> None:
     ("url", "shown"),
     [
         ("https://example.test/hook", "https://example.test/hook"),
-        ("https://bot:s3cret@example.test/x", "https://bot:***@example.test/x"),
-        ("https://bot@example.test/x", "https://bot@example.test/x"),
-        ("https://a:b:c@example.test:8443/x", "https://a:***@example.test:8443/x"),
+        ("https://bot:s3cret@example.test/x", "https://***@example.test/x"),
+        # A token given as the user name is the whole secret.
+        ("https://ghp_token@example.test/x", "https://***@example.test/x"),
+        ("https://a:b:c@example.test:8443/x", "https://***@example.test:8443/x"),
         (
             "https://example.test/x?page=2&access_token=t&API_KEY=k&flag",
             "https://example.test/x?page=2&access_token=***&API_KEY=***&flag",
         ),
+        (
+            "https://example.test/x?sig=a&pwd=b&code=c&X-Amz-Signature=d&sessionid=e&n=1",
+            "https://example.test/x?sig=***&pwd=***&code=***&X-Amz-Signature=***&sessionid=***&n=1",
+        ),
         ("https://example.test/x?q=token", "https://example.test/x?q=token"),
-        ("http://u:p@127.0.0.1/x?secret=s#frag", "http://u:***@127.0.0.1/x?secret=***#frag"),
+        ("http://u:p@127.0.0.1/x?secret=s#frag", "http://***@127.0.0.1/x?secret=***#frag"),
     ],
 )
-def test_masked_url_hides_passwords_and_secret_parameters_only(url: str, shown: str) -> None:
+def test_masked_url_hides_userinfo_and_secret_parameters_only(url: str, shown: str) -> None:
     assert masked_url(url) == shown

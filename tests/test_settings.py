@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from gql_scheduler.actions import network_policy
 from gql_scheduler.domain.policies import MisfirePolicy
-from gql_scheduler.logs import JsonFormatter, configure_logging
+from gql_scheduler.logs import JsonFormatter, RedactingFormatter, configure_logging
 from gql_scheduler.settings import LogFormat, SettingsError, load_settings
 from gql_scheduler.store.database import Database
 
@@ -141,7 +141,9 @@ def test_configure_logging_installs_one_handler() -> None:
         configure_logging("WARNING", "json")
         configure_logging("WARNING", "json")
         assert len(root.handlers) == 1
-        assert isinstance(root.handlers[0].formatter, JsonFormatter)
+        formatter = root.handlers[0].formatter
+        assert isinstance(formatter, RedactingFormatter)
+        assert isinstance(formatter.inner, JsonFormatter)
         assert root.level == logging.WARNING
     finally:
         root.handlers[:] = saved_handlers

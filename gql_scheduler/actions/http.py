@@ -14,6 +14,7 @@ import httpx
 from gql_scheduler import __version__
 from gql_scheduler.actions import guarded_transport
 from gql_scheduler.actions.base import ActionResult, OutputSink, OutputStream, RunContext
+from gql_scheduler.domain import redaction
 from gql_scheduler.domain.actions import HttpAction
 
 USER_AGENT = f"gql-scheduler/{__version__}"
@@ -96,12 +97,15 @@ def request_headers(action: HttpAction, context: RunContext) -> list[tuple[str, 
 
 def describe_error(error: Exception) -> str:
     """One line for a failed request, such as `connection failed: [Errno 111] ...`, or the
-    network policy's own `refused: ...`."""
+    network policy's own `refused: ...`.
+
+    httpx puts the URL in some messages (an invalid URL, a redirect): its userinfo, query
+    values and the job's secrets are masked, since the error is read back and logged."""
     refusal = guarded_transport.refusal_of(error)
     if refusal is not None:
-        return refusal
+        return redaction.redact(refusal)
     prefix = next(text for kind, text in _TRANSPORT_ERRORS if isinstance(error, kind))
-    detail = " ".join(str(error).split())
+    detail = redaction.redact(" ".join(str(error).split()))
     return f"{prefix}: {detail}" if detail else prefix
 
 

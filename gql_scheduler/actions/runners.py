@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import assert_never
 
 import httpx
@@ -12,6 +13,7 @@ from gql_scheduler.actions.handler import HandlerRunner
 from gql_scheduler.actions.http import DEFAULT_MAX_BODY_BYTES, HttpRunner
 from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.actions.shell import DEFAULT_KILL_GRACE_SECONDS, ShellRunner
+from gql_scheduler.domain import redaction
 from gql_scheduler.domain.actions import (
     Action,
     EmailAction,
@@ -62,6 +64,14 @@ class ActionRunners:
         )
 
     async def run(self, action: Action, context: RunContext, output: OutputSink) -> ActionResult:
+        result = await self._run(action, context, output)
+        if result.error is None:
+            return result
+        # The error is read back and logged; a runner may have built it from the URL, the
+        # command or a library message quoting either. (The output is the target's own.)
+        return dataclasses.replace(result, error=redaction.redact(result.error))
+
+    async def _run(self, action: Action, context: RunContext, output: OutputSink) -> ActionResult:
         match action:
             case HttpAction():
                 return await self._http.run(action, context, output)

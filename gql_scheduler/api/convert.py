@@ -8,10 +8,11 @@ from typing import Any, TypeVar
 import strawberry
 
 from gql_scheduler.api import inputs
-from gql_scheduler.domain import actions
+from gql_scheduler.domain import action_secrets, actions
 from gql_scheduler.domain import executions as domain_executions
 from gql_scheduler.domain import jobs as domain_jobs
-from gql_scheduler.domain.errors import InputErrors, InvalidInput
+from gql_scheduler.domain.action_secrets import is_kept
+from gql_scheduler.domain.errors import ErrorCollector, InputErrors, InvalidInput
 from gql_scheduler.domain.jobs import JobSpec
 from gql_scheduler.domain.policies import RetryPolicy
 from gql_scheduler.domain.schedules import CronSchedule, OnceSchedule
@@ -61,20 +62,14 @@ def schedule_draft(item: inputs.ScheduleInput) -> ScheduleDraft:
 
 def action(item: inputs.ActionInput) -> actions.Action:
     if item.http:
-        http = item.http
-        return actions.HttpAction(
-            url=http.url,
-            method=http.method or actions.HttpMethod.POST,
-            headers=tuple(actions.Header(h.name, h.value) for h in http.headers or ()),
-            body=given(http.body),
-            json=given(http.json),
-            success_statuses=tuple(http.success_statuses or ()),
-        )
+        return http_action(item.http)
     if item.shell:
+        env, public_env = shell_env(item.shell)
         return actions.ShellAction(
             command=tuple(item.shell.command),
-            env=given(item.shell.env),  # type: ignore[arg-type]  # the domain checks its shape
+            env=env,
             working_directory=given(item.shell.working_directory),
+            public_env=public_env,
         )
     if item.handler:
         return actions.HandlerAction(item.handler.name, given(item.handler.args))
@@ -84,6 +79,63 @@ def action(item: inputs.ActionInput) -> actions.Action:
             to=tuple(email.to), subject=email.subject, body=email.body, html=bool(email.html)
         )
     raise InvalidInput("set exactly one of http, shell, handler, email")
+
+
+def http_action(http: inputs.HttpActionInput) -> actions.HttpAction:
+    """Secrets left out become KEEP_STORED, which the service swaps for the stored values."""
+    body_secret = bool(http.body_secret)
+    body = given(http.body)
+    json: Any = given(http.json)  # any JSON value
+    if body_secret and is_kept(body) and (json is None or json == actions.MASK):
+        body, json = action_secrets.KEEP_STORED, None
+    return actions.HttpAction(
+        url=http.url,
+        method=http.method or actions.HttpMethod.POST,
+        headers=tuple(header(h, index) for index, h in enumerate(http.headers or ())),
+        body=body,
+        json=json,
+        success_statuses=tuple(http.success_statuses or ()),
+        body_secret=body_secret,
+    )
+
+
+def header(item: inputs.HeaderInput, index: int) -> actions.Header:
+    value = given(item.value)
+    if item.secret and is_kept(value):
+        return actions.Header(item.name, action_secrets.KEEP_STORED, secret=True)
+    if value is None:
+        field = ["action", "http", "headers", str(index), "value"]
+        raise InvalidInput("give a value (only a secret's may be left out)", field=field)
+    return actions.Header(item.name, value, secret=bool(item.secret))
+
+
+def shell_env(item: inputs.ShellActionInput) -> tuple[Any, tuple[str, ...]]:
+    """(env, public names): from env (every value secret) or envVars (each as marked)."""
+    env: Any = given(item.env)  # any JSON value: the domain checks its shape
+    env_vars = given(item.env_vars)
+    if env_vars is None:
+        if isinstance(env, dict):  # the mask read back, sent again, keeps the stored value
+            kept = action_secrets.KEEP_STORED
+            env = {name: kept if value == actions.MASK else value for name, value in env.items()}
+        return env, ()
+    field = ["action", "shell", "env_vars"]
+    if env is not None:
+        raise InvalidInput("set env or envVars, not both", field=field)
+    found = ErrorCollector()
+    values: dict[str, str] = {}
+    for index, variable in enumerate(env_vars):
+        value = given(variable.value)
+        if variable.name in values:
+            found.add(InvalidInput("this name is given twice", field=[*field, str(index), "name"]))
+        elif variable.secret and is_kept(value):
+            values[variable.name] = action_secrets.KEEP_STORED
+        elif value is None:
+            message = "give a value (only a secret's may be left out)"
+            found.add(InvalidInput(message, field=[*field, str(index), "value"]))
+        else:
+            values[variable.name] = value
+    found.raise_if_any()
+    return values, tuple(v.name for v in env_vars if v.secret is False)
 
 
 def retry(item: inputs.RetryPolicyInput | None) -> RetryPolicy:

@@ -50,10 +50,29 @@ class ScheduleInput:
     once: OnceScheduleInput | None = UNSET
 
 
+_KEEP_STORED = (
+    "On a job being updated, a secret left out (or given as the mask read back) keeps its "
+    "stored value."
+)
+
+
 @strawberry.input
 class HeaderInput:
     name: str
-    value: str
+    value: str | None = strawberry.field(default=UNSET, description=_KEEP_STORED)
+    secret: bool | None = strawberry.field(
+        default=False, description="Write-only: sent for real, never read back."
+    )
+
+
+@strawberry.input
+class EnvVarInput:
+    name: str
+    value: str | None = strawberry.field(default=UNSET, description=_KEEP_STORED)
+    secret: bool | None = strawberry.field(
+        default=True,
+        description="Write-only unless false: the environment is where secrets usually go.",
+    )
 
 
 @strawberry.input
@@ -66,12 +85,24 @@ class HttpActionInput:
     success_statuses: list[int] | None = strawberry.field(
         default_factory=list, description="Statuses that count as success; empty means any 2xx."
     )
+    body_secret: bool | None = strawberry.field(
+        default=False,
+        description=(
+            "body and json are write-only. " + _KEEP_STORED.replace("a secret", "body and json")
+        ),
+    )
 
 
 @strawberry.input
 class ShellActionInput:
     command: list[str]
-    env: JSON | None = UNSET
+    env: JSON | None = strawberry.field(
+        default=UNSET,
+        description="Names to values, all write-only. envVars can mark some public instead.",
+    )
+    env_vars: list[EnvVarInput] | None = strawberry.field(
+        default=UNSET, description="Instead of env: each variable secret (default) or not."
+    )
     working_directory: str | None = UNSET
 
 

@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from gql_scheduler.api import enums  # noqa: F401  (registers the enums with Strawberry)
 from gql_scheduler.domain import actions, schedules
+from gql_scheduler.domain.action_secrets import shown_body, shown_env
 from gql_scheduler.domain.errors import ErrorCode
 from gql_scheduler.domain.executions import ExecutionStats
 from gql_scheduler.domain.policies import RetryPolicy as DomainRetryPolicy
@@ -79,34 +80,46 @@ def schedule_from_domain(schedule: schedules.Schedule) -> Schedule:
 # ---------------------------------------------------------------- actions
 @strawberry.type(
     description=(
-        "Header values that look secret (Authorization, Cookie, *token*, *key*, *secret*) "
-        'read back as "***".'
+        "Secret values, and values whose names look secret (Authorization, Cookie, *token*, "
+        '*key*, *secret*, *sig*, *pass*...), read back as "***".'
     )
 )
 class Header:
     name: str
     value: str
+    secret: bool = strawberry.field(description='Whether the value is hidden ("***").')
+
+
+@strawberry.type(description='A secret value (the default for env) reads back as "***".')
+class EnvVar:
+    name: str
+    value: str
+    secret: bool
 
 
 @strawberry.type
 class HttpAction:
     url: str = strawberry.field(
         description=(
-            "A password in the URL, and the values of query parameters that look secret, "
+            "The URL's userinfo, and the values of query parameters that look secret, "
             'read back as "***".'
         )
     )
     method: actions.HttpMethod
     headers: list[Header]
-    body: str | None
-    json: JSON | None
+    body: str | None = strawberry.field(description='"***" when bodySecret.')
+    json: JSON | None = strawberry.field(
+        description='"***" when bodySecret; else the values of secret-looking keys are "***".'
+    )
     success_statuses: list[int]
+    body_secret: bool
 
 
 @strawberry.type
 class ShellAction:
     command: list[str]
-    env: JSON | None
+    env: JSON | None = strawberry.field(description='Secret values read back as "***".')
+    env_vars: list[EnvVar]
     working_directory: str | None
 
 
@@ -131,26 +144,35 @@ Action = Annotated[
 
 def action_from_domain(action: actions.Action) -> Action:
     if isinstance(action, actions.HttpAction):
-        return HttpAction(
-            url=actions.masked_url(action.url),
-            method=action.method,
-            headers=[
-                Header(name=h.name, value=h.value) for h in actions.masked_headers(action.headers)
-            ],
-            body=action.body,
-            json=action.json,
-            success_statuses=list(action.success_statuses),
-        )
+        return _http_from_domain(action)
     if isinstance(action, actions.ShellAction):
+        env_vars = [EnvVar(name=v.name, value=v.value, secret=v.secret) for v in shown_env(action)]
         return ShellAction(
             command=list(action.command),
-            env=JSON(action.env) if action.env is not None else None,
+            env=JSON({v.name: v.value for v in env_vars}) if action.env is not None else None,
+            env_vars=env_vars,
             working_directory=action.working_directory,
         )
     if isinstance(action, actions.HandlerAction):
         return HandlerAction(name=action.name, args=action.args)
     return EmailAction(
         to=list(action.to), subject=action.subject, body=action.body, html=action.html
+    )
+
+
+def _http_from_domain(action: actions.HttpAction) -> HttpAction:
+    body, json = shown_body(action)
+    return HttpAction(
+        url=actions.masked_url(action.url),
+        method=action.method,
+        headers=[
+            Header(name=h.name, value=h.value, secret=h.secret)
+            for h in actions.masked_headers(action.headers)
+        ],
+        body=body,
+        json=json,
+        success_statuses=list(action.success_statuses),
+        body_secret=action.body_secret,
     )
 
 

@@ -2,7 +2,7 @@
 
 Validation returns every problem at once, each with a field path relative to the GraphQL
 `ActionInput` (`["http", "url"]`, `["email", "to", "1"]`), so a client can mark all of them.
-Stored actions keep real header values; only read-back goes through `masked_headers`.
+Stored actions keep real secret values; read-back masks them (domain/action_secrets.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from email.utils import parseaddr
 from typing import Any, Protocol, assert_never
 from urllib.parse import urlsplit
 
+from gql_scheduler.domain import redaction
 from gql_scheduler.domain.errors import Disabled, ErrorCollector, InvalidInput, UserInputError
 
 
@@ -34,6 +35,7 @@ class HttpMethod(enum.StrEnum):
 class Header:
     name: str
     value: str
+    secret: bool = False  # write-only: sent for real, never read back
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class HttpAction:
     body: str | None = None
     json: Any = None
     success_statuses: tuple[int, ...] = ()  # empty means any 2xx
+    body_secret: bool = False  # body and json are write-only
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,8 @@ class ShellAction:
     command: tuple[str, ...]
     env: dict[str, str] | None = None
     working_directory: str | None = None
+    # Env values are write-only unless named here: the environment is where secrets go.
+    public_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,40 +277,21 @@ def _is_json_safe(value: object) -> bool:
 
 # ---------------------------------------------------------------- masking for read-back
 
-MASK = "***"
-_SECRET_HEADER_NAMES = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-_SECRET_HEADER_WORDS = ("token", "key", "secret", "password", "auth")
-
-
-def is_secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in _SECRET_HEADER_NAMES or any(word in lowered for word in _SECRET_HEADER_WORDS)
+MASK = redaction.MASK
+is_secret_header = redaction.looks_secret
+masked_url = redaction.masked_url
 
 
 def masked_headers(headers: Iterable[Header]) -> tuple[Header, ...]:
-    """Headers as the API shows them: secret-looking values replaced by MASK."""
+    """Headers as the API shows them: secret and secret-looking values replaced by MASK."""
     return tuple(
-        Header(header.name, MASK) if is_secret_header(header.name) else header for header in headers
+        Header(header.name, MASK, secret=True) if is_hidden_header(header) else header
+        for header in headers
     )
 
 
-def masked_url(url: str) -> str:
-    """The URL as the API shows it: a password in its userinfo, and the values of
-    secret-looking query parameters (`?api_key=...`, `?token=...`), replaced by MASK."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    userinfo, at, host = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
-    query = "&".join(_masked_parameter(pair) for pair in parts.query.split("&"))
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return parts._replace(netloc=netloc, query=query).geturl()
-
-
-def _masked_parameter(pair: str) -> str:
-    name, equals, _ = pair.partition("=")
-    return f"{name}={MASK}" if equals and is_secret_header(name) else pair
+def is_hidden_header(header: Header) -> bool:
+    return header.secret or redaction.looks_secret(header.name)
 
 
 # ---------------------------------------------------------------- storage
@@ -319,10 +305,11 @@ def action_to_dict(action: Action) -> dict[str, Any]:
                 "kind": "http",
                 "url": action.url,
                 "method": action.method.value,
-                "headers": [{"name": h.name, "value": h.value} for h in action.headers],
+                "headers": [_header_to_dict(header) for header in action.headers],
                 "body": action.body,
                 "json": copy.deepcopy(action.json),
                 "success_statuses": list(action.success_statuses),
+                "body_secret": action.body_secret,
             }
         case ShellAction():
             return {
@@ -330,6 +317,7 @@ def action_to_dict(action: Action) -> dict[str, Any]:
                 "command": list(action.command),
                 "env": dict(action.env) if action.env is not None else None,
                 "working_directory": action.working_directory,
+                "public_env": list(action.public_env),
             }
         case HandlerAction():
             return {"kind": "handler", "name": action.name, "args": copy.deepcopy(action.args)}
@@ -345,16 +333,28 @@ def action_to_dict(action: Action) -> dict[str, Any]:
             assert_never(action)
 
 
+def _header_to_dict(header: Header) -> dict[str, Any]:
+    stored: dict[str, Any] = {"name": header.name, "value": header.value}
+    if header.secret:
+        stored["secret"] = True
+    return stored
+
+
 def action_from_dict(data: dict[str, Any]) -> Action:
     kind = data["kind"]
     if kind == "http":
         return HttpAction(
             url=data["url"],
             method=HttpMethod(data["method"]),
-            headers=tuple(Header(h["name"], h["value"]) for h in data["headers"]),
+            headers=tuple(
+                Header(h["name"], h["value"], secret=h.get("secret", False))
+                for h in data["headers"]
+            ),
             body=data["body"],
             json=copy.deepcopy(data["json"]),
             success_statuses=tuple(data["success_statuses"]),
+            # Absent from actions stored before secrets were marked.
+            body_secret=data.get("body_secret", False),
         )
     if kind == "shell":
         env = data["env"]
@@ -362,6 +362,7 @@ def action_from_dict(data: dict[str, Any]) -> Action:
             command=tuple(data["command"]),
             env=dict(env) if env is not None else None,
             working_directory=data["working_directory"],
+            public_env=tuple(data.get("public_env", ())),
         )
     if kind == "handler":
         return HandlerAction(name=data["name"], args=copy.deepcopy(data["args"]))

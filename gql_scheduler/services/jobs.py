@@ -78,6 +78,7 @@ class JobService:
         actor: str = SYSTEM_ACTOR,
     ) -> Job:
         now = self.clock.now()
+        spec = validation.keep_stored_secrets(spec, stored=None)
         spec = self._complete_spec(spec, schedule_drafts, now=now)
         validation.check_spec(spec, policy=self.policy, now=now)
         state = JobState.PAUSED if paused else JobState.ACTIVE
@@ -114,6 +115,8 @@ class JobService:
             jobs = JobRepository(connection)
             current = await self._require(jobs, job_id)
             spec = dataclasses.replace(current.spec, **changes)
+            if "action" in changes:
+                spec = validation.keep_stored_secrets(spec, stored=current.spec.action)
             if schedule_drafts is not None:
                 spec = self._complete_spec(spec, schedule_drafts, now=now)
             else:

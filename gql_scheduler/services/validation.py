@@ -5,13 +5,14 @@ that into the path of the client's own request."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from gql_scheduler.actions.network_policy import NetworkPolicy
-from gql_scheduler.domain import actions, schedules
+from gql_scheduler.domain import action_secrets, actions, schedules
 from gql_scheduler.domain.errors import ErrorCollector, InvalidInput
 from gql_scheduler.domain.jobs import MAX_NAME_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, JobSpec
 from gql_scheduler.domain.schedules import CronSchedule, IntervalSchedule, OnceSchedule, Schedule
@@ -60,6 +61,16 @@ def check_schedules(found: ErrorCollector, items: tuple[Schedule, ...], *, now: 
         found.add(_invalid(f"at most {MAX_SCHEDULES} schedules", "schedules"))
     for index, schedule in enumerate(items):
         found.extend(schedules.validate_schedule(schedule, now=now), "schedules", str(index))
+
+
+def keep_stored_secrets(spec: JobSpec, *, stored: actions.Action | None) -> JobSpec:
+    """The spec with the secrets its action left out taken from `stored` (None for a new
+    job); InputErrors for a secret left out with none stored."""
+    action, problems = action_secrets.keep_stored_secrets(spec.action, stored)
+    found = ErrorCollector()
+    found.extend(problems, "action")
+    found.raise_if_any()
+    return dataclasses.replace(spec, action=action)
 
 
 def check_spec(

@@ -101,12 +101,14 @@ def sqlite_file(database: str | None) -> Path | None:
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
+    # Statements are logged (echo, or a DEBUG log level) without their values: those are
+    # jobs' actions, secrets included.
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_pre_ping=True)
+        return create_async_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
     path = sqlite_file(parsed.database)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, echo=echo)
+    engine = create_async_engine(url, echo=echo, hide_parameters=True)
     _configure_sqlite(engine)
     return engine
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gql_scheduler.domain import actions, schedules
+from gql_scheduler.domain import action_secrets, actions, redaction, schedules
 from gql_scheduler.domain.errors import NameTaken
 from gql_scheduler.domain.jobs import Job, JobFilter, JobOrder, JobSpec, JobState
 from gql_scheduler.domain.pages import Page
@@ -239,6 +239,18 @@ def _name_taken(name: str) -> NameTaken:
     return NameTaken(f"a job named {name!r} already exists", field=["name"])
 
 
+def _stored_action(action: actions.Action) -> dict[str, Any]:
+    # Every action this process stores or loads passes here: logs learn its secrets.
+    redaction.known_secrets.register(action_secrets.secret_values(action))
+    return actions.action_to_dict(action)
+
+
+def _loaded_action(stored: dict[str, Any]) -> actions.Action:
+    action = actions.action_from_dict(stored)
+    redaction.known_secrets.register(action_secrets.secret_values(action))
+    return action
+
+
 def _row_values(job: Job) -> dict[str, Any]:
     spec = job.spec
     return {
@@ -247,7 +259,7 @@ def _row_values(job: Job) -> dict[str, Any]:
         "state": job.state.value,
         "pause_note": job.pause_note,
         "schedules": [schedules.schedule_to_dict(schedule) for schedule in spec.schedules],
-        "action": actions.action_to_dict(spec.action),
+        "action": _stored_action(spec.action),
         "start_at": spec.start_at,
         "end_at": spec.end_at,
         "jitter_seconds": spec.jitter_seconds,
@@ -271,7 +283,7 @@ def _job_from_row(row: sa.RowMapping, tags: dict[str, list[str]]) -> Job:
         name=row["name"],
         description=row["description"],
         schedules=tuple(schedules.schedule_from_dict(item) for item in row["schedules"]),
-        action=actions.action_from_dict(row["action"]),
+        action=_loaded_action(row["action"]),
         start_at=row["start_at"],
         end_at=row["end_at"],
         jitter_seconds=row["jitter_seconds"],
