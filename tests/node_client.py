@@ -115,7 +115,9 @@ def _npm_ci(npm: str) -> None:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"`{' '.join(command)}` in {JS_DIR} took over {NPM_CI_TIMEOUT} s")
+        pytest.fail(
+            f"`{' '.join(command)}` in {JS_DIR} took over {NPM_CI_TIMEOUT} s", pytrace=False
+        )
     if done.returncode != 0:
         pytest.fail(
             f"`{' '.join(command)}` in {JS_DIR} failed ({done.returncode}):\n"
@@ -169,7 +171,7 @@ class NodeClient:
                 self._read += 1
             return self._read < len(self.events)
 
-        await self.wait_for(unread, within=within, waiting_for=f"a {kind or 'new'} event")
+        await self.wait_for(unread, within=within, waiting_for=f"{kind or 'new'} event")
         event = self.events[self._read]
         self._read += 1
         if kind is not None and event["event"] != kind:

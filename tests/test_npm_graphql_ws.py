@@ -187,3 +187,15 @@ async def test_the_server_answers_the_npm_client_pings(
         await client.wait_for(answered)
         assert client.keepalives("ping", received=False) >= 3
         assert client.close_code is None
+
+
+async def test_leaving_the_client_closes_its_socket_cleanly(
+    server: LiveServer, node_client: NodeClientLauncher
+) -> None:
+    watch = Operation("watch", JOB_EVENTS)
+    async with node_client(server.ws_url, operations=[watch]) as client:
+        await client.next_event("connected")
+        await until_subscribed(server)
+    assert client.process.returncode == 0  # it exited by itself: it was not killed
+    assert client.close_code == 1000
+    await until_subscribed(server, count=0)
