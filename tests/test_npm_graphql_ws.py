@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gql_scheduler.domain.access import Role
 from tests import queries
 from tests.engine_helpers import poll
 from tests.graphql_client import settings_for
@@ -199,3 +200,71 @@ async def test_leaving_the_client_closes_its_socket_cleanly(
     assert client.process.returncode == 0  # it exited by itself: it was not killed
     assert client.close_code == 1000
     await until_subscribed(server, count=0)
+
+
+# ---- API keys in connectionParams, as a frontend sends them
+
+
+@pytest.fixture
+async def secured(database_url: str) -> AsyncIterator[tuple[LiveServer, dict[Role, str]]]:
+    """A server that requires keys, and a bearer secret of each role."""
+    settings = settings_for(database_url, auth="required", ws_keepalive_seconds=0)
+    async with live_server(settings) as running:
+        keys = running.container.api_keys
+        secrets = {role: (await keys.create(f"{role}-key", role))[1] for role in Role}
+        await keys.refresh()
+        yield running, secrets
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.mark.parametrize("params", [None, bearer("gqls_0000000000000000_wrong")])
+async def test_without_a_valid_key_the_npm_client_is_closed_with_4401(
+    secured: tuple[LiveServer, dict[Role, str]],
+    node_client: NodeClientLauncher,
+    params: dict[str, str] | None,
+) -> None:
+    server, _ = secured
+    watch = Operation("watch", JOB_EVENTS)
+    async with node_client(server.ws_url, operations=[watch], connection_params=params) as client:
+        assert await client.wait_exit() == 0  # 4401 is fatal for graphql-ws: no retry
+    assert client.close_code == 4401
+    [error] = client.events_of("error", "watch")
+    assert (error["kind"], error["code"]) == ("close", 4401)
+    assert client.events_of("next") == []
+
+
+async def test_with_a_key_in_connection_params_the_npm_client_subscribes(
+    secured: tuple[LiveServer, dict[Role, str]], node_client: NodeClientLauncher
+) -> None:
+    server, secrets = secured
+    watch = Operation("watch", JOB_EVENTS)
+    params = bearer(secrets[Role.VIEWER])
+    async with node_client(server.ws_url, operations=[watch], connection_params=params) as client:
+        await client.next_event("connected")
+        await until_subscribed(server)
+        created = await server.http.post(
+            "/graphql",
+            json={"query": queries.CREATE_JOB, "variables": {"input": queries.job_input("keyed")}},
+            headers=bearer(secrets[Role.ADMIN]),
+        )
+        [data] = await collect_data(client, "watch", 1)
+    assert data["jobEvents"]["type"] == "CREATED"
+    assert data["jobEvents"]["jobId"] == created.json()["data"]["createJob"]["job"]["id"]
+
+
+async def test_an_operation_beyond_the_key_role_closes_the_npm_client_with_4403(
+    secured: tuple[LiveServer, dict[Role, str]], node_client: NodeClientLauncher
+) -> None:
+    server, secrets = secured
+    pause = Operation("pause", PAUSE, {"id": "1"})
+    params = bearer(secrets[Role.VIEWER])
+    async with node_client(server.ws_url, operations=[pause], connection_params=params) as client:
+        assert await client.wait_exit() == 0  # retryAttempts 0: no second try
+    assert client.close_code == 4403
+    [error] = client.events_of("error", "pause")
+    assert (error["kind"], error["code"]) == ("close", 4403)
+    assert "pauseJob needs the operator role" in error["reason"]
+    assert client.events_of("next") == []
