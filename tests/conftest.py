@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from gql_scheduler.store import migrations
 from tests import databases
 from tests.graphql_client import GraphQLClient, running_client, settings_for
+from tests.node_client import NodeClientLauncher, install_packages
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -97,3 +98,9 @@ async def client(database_url: str) -> AsyncIterator[GraphQLClient]:
     """The real app, over HTTP, on a fresh database of each backend."""
     async with running_client(settings_for(database_url)) as graphql_client:
         yield graphql_client
+
+
+@pytest.fixture(scope="session")
+def node_client() -> NodeClientLauncher:
+    """Starts the npm graphql-ws client; `npm ci` runs once, and only for a new lockfile."""
+    return install_packages()
