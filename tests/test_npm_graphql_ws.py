@@ -208,7 +208,9 @@ async def test_leaving_the_client_closes_its_socket_cleanly(
 @pytest.fixture
 async def secured(database_url: str) -> AsyncIterator[tuple[LiveServer, dict[Role, str]]]:
     """A server that requires keys, and a bearer secret of each role."""
-    settings = settings_for(database_url, auth="required", ws_keepalive_seconds=0)
+    settings = settings_for(
+        database_url, auth="required", ws_keepalive_seconds=0, auth_refresh_seconds=0.2
+    )
     async with live_server(settings) as running:
         keys = running.container.api_keys
         secrets = {role: (await keys.create(f"{role}-key", role))[1] for role in Role}
@@ -268,3 +270,23 @@ async def test_an_operation_beyond_the_key_role_closes_the_npm_client_with_4403(
     assert (error["kind"], error["code"]) == ("close", 4403)
     assert "pauseJob needs the operator role" in error["reason"]
     assert client.events_of("next") == []
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_every_role_subscribes_and_revoking_its_key_closes_the_npm_client(
+    secured: tuple[LiveServer, dict[Role, str]], node_client: NodeClientLauncher, role: Role
+) -> None:
+    server, secrets = secured
+    watch = Operation("watch", JOB_EVENTS)
+    params = bearer(secrets[role])
+    async with node_client(server.ws_url, operations=[watch], connection_params=params) as client:
+        await client.next_event("connected")
+        await until_subscribed(server)
+        # As `gql-scheduler revoke-api-key` does: in the database, seen at the next refresh.
+        await server.container.api_keys.revoke(f"{role}-key")
+        assert await client.wait_exit() == 0  # 4401 is fatal for graphql-ws: no retry
+    assert client.close_code == 4401
+    [error] = client.events_of("error", "watch")
+    assert (error["kind"], error["code"]) == ("close", 4401)
+    assert "revoked" in error["reason"]
+    await until_subscribed(server, count=0)
