@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
-    from gql_scheduler.app import UVICORN_OPTIONS, create_app
+    from gql_scheduler.app import create_app, uvicorn_options
     from gql_scheduler.logs import configure_logging
 
     overrides = {
@@ -97,7 +97,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         log_config=None,
         lifespan="on",
         loop="asyncio",
-        **UVICORN_OPTIONS,
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -17,8 +17,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    SubscribeMessage,
 )
 
+from gql_scheduler.api import ws_limits
 from gql_scheduler.api.fast_lane import FastLane
 from gql_scheduler.tasks import BackgroundTasks
 
@@ -43,13 +45,27 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             except Exception:  # the connection is gone; the reader side cleans up
                 return
 
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if not await ws_limits.refuse_subscribe(self, message):  # type: ignore[arg-type]
+            await super().handle_subscribe(message)
+
     async def run_operation(self, operation: Operation[Any, None]) -> None:
-        """Subscriptions that can take the fast lane do; the rest go Strawberry's way."""
+        """Subscriptions that can take the fast lane do; the rest go Strawberry's way.
+        Either way only once the query gate admits them (api/ws_limits.py)."""
+        payload = {
+            "query": operation.query,
+            "variables": operation.variables,
+            "operationName": operation.operation_name,
+        }
+        admission = ws_limits.admit(self.view, payload)
+        if admission.errors:
+            await operation.send_initial_errors(admission.errors)
+            return
         lane: FastLane | None = getattr(self.view, "fast_lane", None)
         executor = None
-        if lane is not None:
+        if lane is not None and admission.document is not None:
             executor = lane.prepare(
-                operation.query, operation.variables, operation.operation_name, self.context
+                admission.document, operation.variables, operation.operation_name, self.context
             )
         if lane is None or executor is None:
             await super().run_operation(operation)
