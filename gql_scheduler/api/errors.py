@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 from graphql import GraphQLError
@@ -94,7 +94,8 @@ def error_id_of(error: GraphQLError) -> str:
     found = getattr(holder, _ERROR_ID, None)
     if not isinstance(found, str):
         found = uuid.uuid4().hex
-        setattr(holder, _ERROR_ID, found)
+        with suppress(AttributeError):  # an exception type that takes no attributes
+            setattr(holder, _ERROR_ID, found)
     return found
 
 
