@@ -7,15 +7,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 
 from gql_scheduler import __version__
@@ -23,10 +24,12 @@ from gql_scheduler.actions import guarded_transport
 from gql_scheduler.actions.network_policy import NetworkPolicy
 from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.actions.runners import ActionRunners
-from gql_scheduler.api.access import Gate, unauthenticated_error
+from gql_scheduler.api.access import Authenticator, unauthenticated_error
 from gql_scheduler.api.context import Context, ServerInfo
 from gql_scheduler.api.edge import edge_middleware
 from gql_scheduler.api.fast_lane import FastLane
+from gql_scheduler.api.http_errors import BodyLimit, GatedGraphQL
+from gql_scheduler.api.limits import QueryGate, QueryLimits
 from gql_scheduler.api.schema import build_schema
 from gql_scheduler.api.shared_results import encode_message
 from gql_scheduler.api.websockets import AuthenticatingWSHandler, pinging_handler
@@ -42,6 +45,7 @@ from gql_scheduler.scheduling.dispatcher import Dispatcher, DispatchSettings
 from gql_scheduler.scheduling.engine import Engine, EngineSettings
 from gql_scheduler.services.api_keys import ApiKeyService
 from gql_scheduler.services.executions import CANCELLED_BY_REQUEST, ExecutionService
+from gql_scheduler.services.input_sizes import InputLimits
 from gql_scheduler.services.jobs import JobService
 from gql_scheduler.services.streams import StreamService
 from gql_scheduler.services.validation import ServerPolicy
@@ -58,12 +62,19 @@ log = logging.getLogger("gql_scheduler.app")
 UVICORN_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False}
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """UVICORN_OPTIONS, and websocket messages no larger than a request body."""
+    return {**UVICORN_OPTIONS, "ws_max_size": settings.max_request_bytes}
+
+
 @dataclass
 class Container:
     """Everything the running service is made of; tests reach in through `app.state`."""
 
     settings: Settings
     database: Database
+    # The same database through the API's own bounded pool (Database.with_own_pool).
+    api_database: Database
     http_client: httpx.AsyncClient
     runners: ActionRunners
     engine: Engine
@@ -113,6 +124,8 @@ class Container:
         await self.http_client.aclose()
         # The pruner and the checkpointer last: the stops above still write.
         await self._background.stop()
+        if self.api_database is not self.database:
+            await self.api_database.dispose()
         await self.database.dispose()
 
 
@@ -148,6 +161,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     clock = clock or SystemClock()
     redaction.known_secrets.register(secret_values(settings))
     database = Database(settings.database_url)
+    api_database = database.with_own_pool(
+        size=settings.api_pool_size, timeout=settings.api_pool_timeout_seconds
+    )
     handlers = HandlerRegistry.load()
     network = NetworkPolicy(
         denied=settings.http_deny_networks, allowed=settings.http_allow_networks
@@ -171,9 +187,12 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         email_enabled=settings.smtp_url is not None,
         handlers=handlers,
         network=network,
+        inputs=InputLimits(
+            payload_bytes=settings.max_payload_bytes, field_length=settings.max_field_length
+        ),
     )
     jobs = JobService(
-        database,
+        api_database,
         clock,
         policy,
         default_misfire_policy=settings.misfire_policy,
@@ -189,13 +208,14 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     return Container(
         settings=settings,
         database=database,
+        api_database=api_database,
         http_client=http_client,
         runners=runners,
         engine=engine,
         jobs=jobs,
-        executions=ExecutionService(database, clock, dispatcher),
-        streams=StreamService(database, feed, max_queued=settings.subscriber_queue_size),
-        api_keys=ApiKeyService(database, clock, refresh_seconds=settings.auth_refresh_seconds),
+        executions=ExecutionService(api_database, clock, dispatcher),
+        streams=StreamService(api_database, feed, max_queued=settings.subscriber_queue_size),
+        api_keys=ApiKeyService(api_database, clock, refresh_seconds=settings.auth_refresh_seconds),
         server=server,
         broker=broker,
         feed=feed,
@@ -213,23 +233,32 @@ def _broker_for(database: Database) -> Broker:
     return PostgresBroker(dsn)
 
 
-class GraphQLApp(GraphQL[Context, None]):
+class GraphQLApp(GatedGraphQL):
     def __init__(self, container: Container) -> None:
-        keep_alive = container.settings.ws_keepalive_seconds
+        settings = container.settings
+        keep_alive = settings.ws_keepalive_seconds
         super().__init__(
             build_schema(),
-            graphql_ide="graphiql" if container.settings.graphiql else None,
+            graphql_ide="graphiql" if settings.graphiql else None,
             keep_alive=keep_alive > 0,
             keep_alive_interval=keep_alive,
+            connection_init_wait_timeout=timedelta(
+                seconds=settings.ws_connection_init_timeout_seconds
+            ),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
             # Pages on these origins may open websockets, as CORS lets them call over HTTP.
             allowed_origins=container.settings.cors_origin_list,
         )
         self.graphql_transport_ws_handler_class = pinging_handler(keep_alive)
         self.graphql_ws_handler_class = AuthenticatingWSHandler
+        self.connection_init_seconds = settings.ws_connection_init_timeout_seconds
+        self.gate = QueryGate(self.schema._schema, _query_limits(settings))  # type: ignore[attr-defined]
         self.fast_lane = FastLane(self.schema)
         self.container = container
-        self.gate = Gate(container.api_keys, required=container.settings.auth_required)
-        self.access = ConnectionAccess(self.gate, self.schema._schema)  # type: ignore[attr-defined]
+        self.authenticator = Authenticator(
+            container.api_keys, required=container.settings.auth_required
+        )
+        self.access = ConnectionAccess(self.authenticator, self.schema._schema)  # type: ignore[attr-defined]
         container.api_keys.add_revoked_listener(self.access.close_revoked)
 
     def encode_json(self, data: object) -> str | bytes:
@@ -246,7 +275,7 @@ class GraphQLApp(GraphQL[Context, None]):
             executions=self.container.executions,
             streams=self.container.streams,
             server=self.container.server,
-            principal=self.gate.principal_for(request.headers.get("authorization")),
+            principal=self.authenticator.principal_for(request.headers.get("authorization")),
         )
 
     async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
@@ -259,6 +288,16 @@ class GraphQLApp(GraphQL[Context, None]):
             sub_response.headers["WWW-Authenticate"] = "Bearer"
             return ExecutionResult(data=None, errors=[unauthenticated_error()])
         return await super().execute_operation(*args, **kwargs)
+
+
+def _query_limits(settings: Settings) -> QueryLimits:
+    return QueryLimits(
+        max_bytes=settings.max_query_bytes,
+        max_tokens=settings.max_query_tokens,
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_query_aliases,
+        max_cost=settings.max_query_cost,
+    )
 
 
 def create_app(
@@ -303,11 +342,14 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
         ],
-        middleware=edge_middleware(
-            allowed_hosts=settings.allowed_host_list,
-            cors_origins=settings.cors_origin_list,
-            exempt={"/healthz"},
-        ),
+        middleware=[
+            *edge_middleware(
+                allowed_hosts=settings.allowed_host_list,
+                cors_origins=settings.cors_origin_list,
+                exempt={"/healthz"},
+            ),
+            Middleware(BodyLimit, max_bytes=settings.max_request_bytes),
+        ],
         lifespan=lifespan,
     )
     app.state.container = container

@@ -99,7 +99,7 @@ def _add_key_commands(commands: Any) -> None:
 def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
-    from gql_scheduler.app import UVICORN_OPTIONS, create_app
+    from gql_scheduler.app import create_app, uvicorn_options
     from gql_scheduler.logs import configure_logging
 
     overrides = {
@@ -128,7 +128,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         log_config=None,
         lifespan="on",
         loop="asyncio",
-        **UVICORN_OPTIONS,
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -102,6 +102,33 @@ class Settings(BaseSettings):
     )
     http_allow_networks: Annotated[tuple[network_policy.Network, ...], NoDecode] = ()
 
+    # ---- Request limits (api/limits.py, api/http_errors.py, services/validation.py) ----
+    # Bytes of one HTTP request body, and of one websocket message.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Bytes of one GraphQL document (the `query` string).
+    max_query_bytes: int = Field(default=32 * 1024, ge=256)
+    # Lexical tokens of one document, counted while parsing (graphql-core's max_tokens).
+    max_query_tokens: int = Field(default=3000, ge=50)
+    # Nesting of selection sets in one operation.
+    max_query_depth: int = Field(default=12, ge=2)
+    # Aliased fields in one document.
+    max_query_aliases: int = Field(default=30, ge=0)
+    # Estimated work of one operation: fields times page sizes, reads weighted (api/costs.py).
+    max_query_cost: int = Field(default=10_000, ge=100)
+    # Operations open at once on one websocket connection.
+    max_subscriptions_per_connection: int = Field(default=50, ge=1)
+    # Seconds a websocket may stay open without sending connection_init.
+    ws_connection_init_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Connections the API may hold (its own pool, apart from the engine's) and how long a
+    # request waits for one.
+    api_pool_size: int = Field(default=10, ge=1)
+    api_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Stored inputs: bytes of a large field (HTTP body or json, handler args, e-mail body,
+    # shell command and env together), and characters of a one-line field (cron expression,
+    # URL, header, e-mail subject, working directory, pause note).
+    max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    max_field_length: int = Field(default=2048, ge=64)
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from gql_scheduler.app import UVICORN_OPTIONS, Container, create_app
+from gql_scheduler.app import Container, create_app, uvicorn_options
 from gql_scheduler.bench.serving import LOCALHOST, serving
 from gql_scheduler.domain.clock import Clock
 from gql_scheduler.settings import Settings
@@ -43,7 +43,7 @@ async def live_server(
     settings: Settings, *, clock: Clock | None = None
 ) -> AsyncIterator[LiveServer]:
     app = create_app(settings, clock=clock, apply_migrations=False)
-    async with serving(app, lifespan="on", **UVICORN_OPTIONS) as port:
+    async with serving(app, lifespan="on", **uvicorn_options(settings)) as port:
         base_url = f"http://{LOCALHOST}:{port}"
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
             yield LiveServer(base_url, app.state.container, http)

@@ -68,10 +68,10 @@ async def add_jobs_with_history(client: GraphQLClient, count: int, offset: int) 
 
 async def test_listing_jobs_with_last_execution_is_not_n_plus_one(client: GraphQLClient) -> None:
     await add_jobs_with_history(client, 3, offset=0)
-    with counted_statements(client.container.database) as few:
+    with counted_statements(client.container.api_database) as few:
         small = await client.data(LIST_WITH_LAST_EXECUTION)
     await add_jobs_with_history(client, 37, offset=3)
-    with counted_statements(client.container.database) as many:
+    with counted_statements(client.container.api_database) as many:
         large = await client.data(LIST_WITH_LAST_EXECUTION)
     nodes = [edge["node"] for edge in large["jobs"]["edges"]]
     assert (len(nodes), len(small["jobs"]["edges"])) == (40, 3)

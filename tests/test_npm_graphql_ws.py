@@ -124,7 +124,6 @@ async def test_a_subscription_with_a_validation_error_reaches_the_error_sink(
     assert client.events_of("complete") == []
 
 
-@pytest.mark.xfail(strict=True, reason="protocol errors: another engineer is fixing this")
 async def test_a_subscription_with_a_syntax_error_reaches_the_error_sink(
     server: LiveServer, node_client: NodeClientLauncher
 ) -> None:

@@ -46,7 +46,7 @@ UNAUTHENTICATED_MESSAGE = (
 _DEFINITION = "strawberry-definition"
 
 
-class Gate:
+class Authenticator:
     """Who a request acts as. With auth off everyone is `anonymous` with every role,
     unless it presents a valid key (its name is then recorded as the actor)."""
 

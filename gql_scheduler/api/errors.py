@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 from graphql import GraphQLError
@@ -18,6 +19,9 @@ log = logging.getLogger("gql_scheduler.api")
 
 T = TypeVar("T")
 BAD_USER_INPUT = "BAD_USER_INPUT"
+INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+MASKED_MESSAGE = "Internal server error."
+_ERROR_ID = "_gql_scheduler_error_id"
 
 
 async def collect_user_errors(
@@ -80,13 +84,45 @@ def is_unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError) and bool(error.path)
 
 
+def error_id_of(error: GraphQLError) -> str:
+    """The id that ties what the client sees of a failure to its log line.
+
+    Kept on the exception itself, so that the log (Schema.process_errors) and the mask
+    (MaskErrors, later, on another GraphQLError wrapping the same exception) agree.
+    """
+    holder: object = error.original_error or error
+    found = getattr(holder, _ERROR_ID, None)
+    if not isinstance(found, str):
+        found = uuid.uuid4().hex
+        with suppress(AttributeError):  # an exception type that takes no attributes
+            setattr(holder, _ERROR_ID, found)
+    return found
+
+
+def masked(error: GraphQLError) -> GraphQLError:
+    """What a client is shown of an unexpected error: where, and the id to report."""
+    return GraphQLError(
+        MASKED_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": INTERNAL_SERVER_ERROR, "errorId": error_id_of(error)},
+    )
+
+
 def log_unexpected(errors: list[GraphQLError]) -> None:
     for error in errors:
         if is_unexpected(error):
             log.error(
-                "unexpected error in a resolver",
+                "unexpected error in a resolver (error id %s)",
+                error_id_of(error),
                 exc_info=error.original_error,
-                extra={"action": "resolver_failed", "path": error.path},
+                extra={
+                    "action": "resolver_failed",
+                    "path": error.path,
+                    "error_id": error_id_of(error),
+                },
             )
         else:
             log.debug("client error: %s", error.message, extra={"action": "client_error"})

@@ -4,51 +4,31 @@ For every event and every subscriber, Strawberry's stream runs graphql-core's re
 mapping, its own result handling and every extension's hooks, then builds and encodes the
 message: about two thirds of the server's CPU in a fan-out to 500 subscribers, although
 the result itself is shared (api/shared_results.py). This lane runs a subscription as
-graphql-core's algorithm says and no more: the document is parsed and validated once (as
-Strawberry's caches do), the source stream comes from the same resolvers, and each event
-is executed once per distinct document and sent pre-encoded. Errors are masked and logged
-as the MaskErrors extension would.
+graphql-core's algorithm says and no more: the document comes parsed, validated and
+measured from the query gate (api/limits.py), as every document does, the source stream
+comes from the same resolvers, and each event is executed once per distinct document and
+sent pre-encoded. Errors are masked and logged as the MaskErrors extension would.
 
-Only documents that parse, validate and build cleanly take this lane; anything else goes
-down Strawberry's own path, which reports the problem exactly as before.
+Only subscriptions that build cleanly take this lane; anything else goes down
+Strawberry's own path, which reports the problem exactly as before.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from graphql import (
-    DocumentNode,
-    ExecutionResult,
-    GraphQLError,
-    OperationType,
-    parse,
-    specified_rules,
-)
+from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationType
 from graphql.execution import create_source_event_stream
 from strawberry.schema.base import BaseSchema
-from strawberry.schema.schema import validate_document
 
-from gql_scheduler.api.errors import is_unexpected, log_unexpected
-from gql_scheduler.api.schema import CACHED_DOCUMENTS, MASKED_MESSAGE
+from gql_scheduler.api import errors as api_errors
 from gql_scheduler.api.shared_results import SharedEventExecutor, shared_results_of
 
 log = logging.getLogger("gql_scheduler.api")
 
 Send = Callable[[Any], Awaitable[None]]
-_VALIDATION_RULES = tuple(specified_rules)
-
-
-@functools.lru_cache(maxsize=CACHED_DOCUMENTS)
-def _valid_document(schema: Any, query: str) -> DocumentNode | None:
-    try:
-        document = parse(query)
-    except GraphQLError:
-        return None
-    return None if validate_document(schema, document, _VALIDATION_RULES) else document
 
 
 class FastLane:
@@ -56,12 +36,13 @@ class FastLane:
         self.graphql_schema = schema._schema  # type: ignore[attr-defined]
 
     def prepare(
-        self, query: str, variables: dict[str, Any] | None, name: str | None, context: Any
+        self,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        name: str | None,
+        context: Any,
     ) -> SharedEventExecutor | None:
-        """An executor for a clean subscription; None sends it down Strawberry's path."""
-        document = _valid_document(self.graphql_schema, query)
-        if document is None:
-            return None
+        """An executor for an admitted subscription; None sends it down Strawberry's path."""
         executor = SharedEventExecutor.build(
             self.graphql_schema, document, None, context, variables, name
         )
@@ -120,16 +101,8 @@ def _payload(result: ExecutionResult) -> dict[str, Any]:
 
 
 def _masked(errors: list[GraphQLError]) -> list[Any]:
-    log_unexpected(errors)
+    api_errors.log_unexpected(errors)
     return [
-        GraphQLError(
-            MASKED_MESSAGE,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-        ).formatted
-        if is_unexpected(error)
-        else error.formatted
+        (api_errors.masked(error) if api_errors.is_unexpected(error) else error).formatted
         for error in errors
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
@@ -24,6 +25,12 @@ from gql_scheduler.domain.executions import ExecutionFilter, ExecutionStatus, Ex
 from gql_scheduler.domain.jobs import JobState
 from gql_scheduler.domain.pages import Page
 from gql_scheduler.domain.policies import Delivery, MisfirePolicy, OverlapPolicy
+from gql_scheduler.services.validation import MAX_PAGE_SIZE, MAX_PREVIEW_COUNT
+
+PAGE_SIZE = strawberry.argument(
+    description=f"Page size, 1 to {MAX_PAGE_SIZE}; it multiplies the query's cost."
+)
+RUN_COUNT = strawberry.argument(description=f"How many, 1 to {MAX_PREVIEW_COUNT}.")
 
 
 @strawberry.type
@@ -116,7 +123,9 @@ class Job:
         return runs[0] if runs else None
 
     @strawberry.field
-    def upcoming_runs(self, info: Info, count: int | None = 5) -> list[datetime]:
+    def upcoming_runs(
+        self, info: Info, count: Annotated[int | None, RUN_COUNT] = 5
+    ) -> list[datetime]:
         with raise_as_graphql_error(info):
             return info.context.jobs.upcoming_runs(self.domain, 5 if count is None else count)
 
@@ -129,7 +138,7 @@ class Job:
     async def executions(
         self,
         info: Info,
-        first: int | None = 20,
+        first: Annotated[int | None, PAGE_SIZE] = 20,
         after: str | None = None,
         statuses: list[ExecutionStatus] | None = None,
     ) -> ExecutionConnection:
@@ -145,7 +154,8 @@ class Job:
     @strawberry.field(
         description=(
             "Over executions scheduled since `since` (default: all). failed counts FAILED and "
-            "TIMED_OUT; successRate is succeeded / (succeeded + failed)."
+            "TIMED_OUT; successRate is succeeded / (succeeded + failed). One read per job: "
+            "it weighs 20 in the query's cost."
         )
     )
     async def stats(self, info: Info, since: datetime | None = None) -> JobStats:

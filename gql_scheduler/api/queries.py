@@ -10,7 +10,15 @@ import strawberry
 from gql_scheduler.api import convert, inputs
 from gql_scheduler.api.context import Info
 from gql_scheduler.api.errors import raise_as_graphql_error, user_errors
-from gql_scheduler.api.nodes import Execution, ExecutionConnection, Job, JobConnection, JobEdge
+from gql_scheduler.api.nodes import (
+    PAGE_SIZE,
+    RUN_COUNT,
+    Execution,
+    ExecutionConnection,
+    Job,
+    JobConnection,
+    JobEdge,
+)
 from gql_scheduler.api.types import Health, PageInfo, SchedulePreview
 from gql_scheduler.domain.errors import InputErrors, UserInputError
 from gql_scheduler.domain.jobs import JobOrder
@@ -35,7 +43,7 @@ class Query:
     async def jobs(
         self,
         info: Info,
-        first: int | None = 50,
+        first: Annotated[int | None, PAGE_SIZE] = 50,
         after: str | None = None,
         filter: inputs.JobFilter | None = None,
         order_by: JobOrder | None = JobOrder.NAME_ASC,
@@ -65,7 +73,7 @@ class Query:
     async def executions(
         self,
         info: Info,
-        first: int | None = 50,
+        first: Annotated[int | None, PAGE_SIZE] = 50,
         after: str | None = None,
         filter: inputs.ExecutionFilter | None = None,
     ) -> ExecutionConnection:
@@ -85,7 +93,7 @@ class Query:
         self,
         info: Info,
         schedules: list[inputs.ScheduleInput],
-        count: int | None = 5,
+        count: Annotated[int | None, RUN_COUNT] = 5,
         after: datetime | None = None,
     ) -> SchedulePreview:
         try:

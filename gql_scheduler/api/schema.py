@@ -11,7 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gql_scheduler.api.access import AccessControl
-from gql_scheduler.api.errors import is_unexpected, log_unexpected
+from gql_scheduler.api.errors import MASKED_MESSAGE, is_unexpected, log_unexpected, masked
 from gql_scheduler.api.mutations import Mutation
 from gql_scheduler.api.queries import Query
 from gql_scheduler.api.scalars import DATETIME_SCALAR
@@ -19,7 +19,6 @@ from gql_scheduler.api.shared_results import SharedEventExecutor
 from gql_scheduler.api.subscriptions import Subscription
 
 CACHED_DOCUMENTS = 1024
-MASKED_MESSAGE = "Internal server error."
 
 
 class FastMaskErrors(MaskErrors):
@@ -30,6 +29,9 @@ class FastMaskErrors(MaskErrors):
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return masked(error)
 
 
 class SchedulerSchema(strawberry.Schema):

@@ -18,13 +18,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    SubscribeMessage,
 )
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 
+from gql_scheduler.api import ws_limits
 from gql_scheduler.api.fast_lane import FastLane
 from gql_scheduler.api.ws_access import ConnectionAccess
 from gql_scheduler.tasks import BackgroundTasks
@@ -57,16 +58,30 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             except Exception:  # the connection is gone; the reader side cleans up
                 return
 
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if not await ws_limits.refuse_subscribe(self, message):  # type: ignore[arg-type]
+            await super().handle_subscribe(message)
+
     async def run_operation(self, operation: Operation[Any, None]) -> None:
-        """Subscriptions that can take the fast lane do; the rest go Strawberry's way."""
-        if await _access(self).refused(self, operation.query, operation.operation_name):
+        """Subscriptions that can take the fast lane do; the rest go Strawberry's way.
+        Either way only once the query gate admits them (api/ws_limits.py)."""
+        payload = {
+            "query": operation.query,
+            "variables": operation.variables,
+            "operationName": operation.operation_name,
+        }
+        admission = ws_limits.admit(self.view, payload)
+        if admission.errors:
+            await operation.send_initial_errors(admission.errors)
+            return
+        if await _access(self).refused(self, admission.document, operation.operation_name):
             self.operations.pop(operation.id, None)
             return
         lane: FastLane | None = getattr(self.view, "fast_lane", None)
         executor = None
-        if lane is not None:
+        if lane is not None and admission.document is not None:
             executor = lane.prepare(
-                operation.query, operation.variables, operation.operation_name, self.context
+                admission.document, operation.variables, operation.operation_name, self.context
             )
         if lane is None or executor is None:
             await super().run_operation(operation)
@@ -86,8 +101,8 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
         await super().shutdown()
 
 
-class AuthenticatingWSHandler(BaseGraphQLWSHandler[Any, None]):
-    """The legacy graphql-ws protocol, admitted and checked as the other one is."""
+class AuthenticatingWSHandler(ws_limits.LimitedLegacyWSHandler):
+    """The legacy graphql-ws protocol, admitted, limited and checked as the other one is."""
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
         payload = message.get("payload")
@@ -98,10 +113,15 @@ class AuthenticatingWSHandler(BaseGraphQLWSHandler[Any, None]):
 
     async def handle_start(self, message: StartMessage) -> None:
         payload: dict[str, Any] = dict(message.get("payload", {}))
-        if self.connection_acknowledged and await _access(self).refused(
-            self, payload.get("query"), payload.get("operationName")
-        ):
-            return
+        if self.connection_acknowledged:
+            # The gate first (its answer is cached): a document it refuses is reported by
+            # the limited handler below, and only an admitted one is judged for its role.
+            admission = ws_limits.admit(self.view, payload)
+            refused = admission.document is not None and await _access(self).refused(
+                self, admission.document, payload.get("operationName")
+            )
+            if refused:
+                return
         await super().handle_start(message)
 
     async def cleanup(self) -> None:

@@ -9,17 +9,16 @@ the operation starts. When a key is revoked, its open connections are closed wit
 from __future__ import annotations
 
 import contextlib
-import functools
 import weakref
 from typing import Any, Protocol
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql import DocumentNode, GraphQLSchema
 from starlette.websockets import WebSocketDisconnect
 
 from gql_scheduler.api.access import (
     FORBIDDEN_CLOSE_CODE,
     UNAUTHENTICATED_CLOSE_CODE,
-    Gate,
+    Authenticator,
     refusal,
 )
 from gql_scheduler.api.context import Context
@@ -45,8 +44,8 @@ class Handler(Protocol):
 
 
 class ConnectionAccess:
-    def __init__(self, gate: Gate, schema: GraphQLSchema) -> None:
-        self.gate = gate
+    def __init__(self, authenticator: Authenticator, schema: GraphQLSchema) -> None:
+        self.authenticator = authenticator
         self.schema = schema
         self._by_key: dict[str, weakref.WeakSet[Any]] = {}
         self._closing = BackgroundTasks()
@@ -57,7 +56,7 @@ class ConnectionAccess:
         if isinstance(payload, dict):
             authorization = payload.get("Authorization", payload.get("authorization"))
             if authorization is not None:
-                principal = self.gate.principal_for(authorization)
+                principal = self.authenticator.principal_for(authorization)
         if principal is None:
             await _close(handler, UNAUTHENTICATED_CLOSE_CODE, UNAUTHENTICATED_REASON)
             return False
@@ -66,9 +65,11 @@ class ConnectionAccess:
             self._by_key.setdefault(principal.key_id, weakref.WeakSet()).add(handler)
         return True
 
-    async def refused(self, handler: Handler, query: object, operation_name: object) -> bool:
-        """Whether the operation is refused for the connection's role (then closed: 4403)."""
-        document = _parsed(query) if isinstance(query, str) else None
+    async def refused(
+        self, handler: Handler, document: DocumentNode | None, operation_name: object
+    ) -> bool:
+        """Whether the operation (admitted by the query gate) is refused for the
+        connection's role; it is then closed with 4403."""
         if document is None:
             return False  # the protocol handler reports the bad document
         name = operation_name if isinstance(operation_name, str) else None
@@ -93,14 +94,6 @@ class ConnectionAccess:
 
     async def stop(self) -> None:
         await self._closing.stop()
-
-
-@functools.lru_cache(maxsize=1024)
-def _parsed(query: str) -> DocumentNode | None:
-    try:
-        return parse(query)
-    except GraphQLError:
-        return None
 
 
 async def _close(handler: Handler, code: int, reason: str) -> None:

@@ -18,6 +18,7 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "CONFLICT"
     DISABLED = "DISABLED"
     EXPIRED = "EXPIRED"
+    TOO_LARGE = "TOO_LARGE"
 
 
 class SchedulerError(Exception):
@@ -75,6 +76,12 @@ class Expired(UserInputError):
     """What was asked for is no longer kept."""
 
     code = ErrorCode.EXPIRED
+
+
+class TooLarge(UserInputError):
+    """The input is larger than this server accepts."""
+
+    code = ErrorCode.TOO_LARGE
 
 
 class InputErrors(SchedulerError):

@@ -150,6 +150,7 @@ class JobService:
         return job_id
 
     async def pause_job(self, job_id: str, note: str | None, *, actor: str = SYSTEM_ACTOR) -> Job:
+        validation.check_note(note, self.policy.inputs)
         now = self.clock.now()
         async with self.database.write() as connection:
             jobs = JobRepository(connection)
@@ -245,7 +246,7 @@ class JobService:
         validation.check_count(count)
         items = tuple(validation.schedule_from_draft(draft, now=now) for draft in drafts)
         found = ErrorCollector()
-        validation.check_schedules(found, items, now=now)
+        validation.check_schedules(found, items, now=now, limits=self.policy.inputs)
         found.raise_if_any()
         runs = schedules.upcoming_runs(items, after=after or now, count=count)
         return SchedulePreview(runs, [schedules.describe_schedule(item) for item in items])

@@ -16,6 +16,8 @@ from gql_scheduler.domain import action_secrets, actions, schedules
 from gql_scheduler.domain.errors import ErrorCollector, InvalidInput
 from gql_scheduler.domain.jobs import MAX_NAME_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, JobSpec
 from gql_scheduler.domain.schedules import CronSchedule, IntervalSchedule, OnceSchedule, Schedule
+from gql_scheduler.services import input_sizes
+from gql_scheduler.services.input_sizes import DEFAULT_LIMITS, InputLimits
 
 MAX_SCHEDULES = 20
 MAX_DESCRIPTION_LENGTH = 10_000
@@ -44,6 +46,7 @@ class ServerPolicy:
     handlers: actions.HandlerCatalog
     # Where HTTP actions may connect: a literal address it refuses is refused at once.
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    inputs: InputLimits = DEFAULT_LIMITS
 
 
 def schedule_from_draft(draft: ScheduleDraft, *, now: datetime) -> Schedule:
@@ -53,8 +56,18 @@ def schedule_from_draft(draft: ScheduleDraft, *, now: datetime) -> Schedule:
     return draft
 
 
-def check_schedules(found: ErrorCollector, items: tuple[Schedule, ...], *, now: datetime) -> None:
+def check_schedules(
+    found: ErrorCollector,
+    items: tuple[Schedule, ...],
+    *,
+    now: datetime,
+    limits: InputLimits = DEFAULT_LIMITS,
+) -> None:
     """Problems of a job's `schedules` (or of the schedules previewed)."""
+    oversized = list(input_sizes.schedule_size_problems(items, limits))
+    if oversized:  # never parsed: an oversized expression is costly to evaluate
+        found.extend(oversized)
+        return
     if not items:
         found.add(_invalid("give at least one schedule", "schedules"))
     if len(items) > MAX_SCHEDULES:
@@ -80,13 +93,17 @@ def check_spec(
     now: datetime,
     check_schedule_times: bool = True,
 ) -> None:
-    """Raise InputErrors naming every problem in `spec`, by JobSpec field."""
+    """Raise InputErrors naming every problem in `spec`, by JobSpec field.
+
+    Sizes first, and alone: nothing else looks at an oversized value."""
     found = ErrorCollector()
+    found.extend(input_sizes.size_problems(spec, policy.inputs))
+    found.raise_if_any()
     _check_name(found, spec.name)
     if spec.description is not None and len(spec.description) > MAX_DESCRIPTION_LENGTH:
         found.add(_invalid(f"at most {MAX_DESCRIPTION_LENGTH} characters", "description"))
     if check_schedule_times:
-        check_schedules(found, spec.schedules, now=now)
+        check_schedules(found, spec.schedules, now=now, limits=policy.inputs)
     found.extend(
         actions.validate_action(
             spec.action,
@@ -167,6 +184,12 @@ def normalize_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
 def check_page_size(first: int) -> None:
     if not 1 <= first <= MAX_PAGE_SIZE:
         raise InvalidInput(f"must be between 1 and {MAX_PAGE_SIZE}", field=["first"])
+
+
+def check_note(note: str | None, limits: InputLimits) -> None:
+    found = ErrorCollector()
+    found.extend(input_sizes.note_problems(note, limits))
+    found.raise_if_any()
 
 
 def check_count(count: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -42,6 +43,25 @@ class Database:
         path = sqlite_file(self.url.database) if self.is_sqlite else None
         # Checkpoints off the writers' path once `run()` is started (Container.start).
         self.checkpointer = WalCheckpointer(path) if path is not None else None
+
+    def with_own_pool(self, *, size: int, timeout: float) -> Database:
+        """The same database through a separate pool of at most `size` connections.
+
+        The API's: requests wait (up to `timeout` seconds) for one of its own connections
+        and can never take those the engine claims and starts runs with. Everything else
+        is shared: SQLite's writer queue (one writer at a time, across both), the commit
+        listeners and the checkpointer.
+        """
+        if self.is_sqlite and sqlite_file(self.url.database) is None:
+            return self  # in memory: another engine would open another, empty, database
+        other = copy.copy(self)
+        other.engine = create_engine(
+            self.url.render_as_string(hide_password=False),
+            pool_size=size,
+            max_overflow=0,
+            pool_timeout=timeout,
+        )
+        return other
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._commit_listeners.append(listener)
@@ -99,16 +119,17 @@ def sqlite_file(database: str | None) -> Path | None:
     return Path(database)
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, **pool: Any) -> AsyncEngine:
+    """`pool` options (pool_size, max_overflow, pool_timeout) as SQLAlchemy takes them."""
     parsed = make_url(url)
     # Statements are logged (echo, or a DEBUG log level) without their values: those are
     # jobs' actions, secrets included.
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
+        return create_async_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True, **pool)
     path = sqlite_file(parsed.database)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, echo=echo, hide_parameters=True)
+    engine = create_async_engine(url, echo=echo, hide_parameters=True, **pool)
     _configure_sqlite(engine)
     return engine
 
