@@ -13,7 +13,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
@@ -48,6 +48,7 @@ from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
 from gql_scheduler.store.database import Database
 from gql_scheduler.tasks import BackgroundTasks
+from gql_scheduler.web.graphiql import ASSETS_PATH, GraphiQLAssets, GraphiQLPage
 
 log = logging.getLogger("gql_scheduler.app")
 
@@ -213,10 +214,14 @@ def _broker_for(database: Database) -> Broker:
 
 class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, container: Container) -> None:
-        keep_alive = container.settings.ws_keepalive_seconds
+        settings = container.settings
+        keep_alive = settings.ws_keepalive_seconds
+        # Our own page (web/graphiql.py), not Strawberry's, which loads GraphiQL from a CDN.
+        # GraphiQL needs introspection: without it, there is no page either.
+        self.graphiql = GraphiQLPage() if settings.graphiql and settings.introspection else None
         super().__init__(
-            build_schema(),
-            graphql_ide="graphiql" if container.settings.graphiql else None,
+            build_schema(introspection=settings.introspection),
+            graphql_ide="graphiql" if self.graphiql else None,
             keep_alive=keep_alive > 0,
             keep_alive_interval=keep_alive,
             # Pages on these origins may open websockets, as CORS lets them call over HTTP.
@@ -229,6 +234,11 @@ class GraphQLApp(GraphQL[Context, None]):
         self.gate = Gate(container.api_keys, required=container.settings.auth_required)
         self.access = ConnectionAccess(self.gate, self.schema._schema)  # type: ignore[attr-defined]
         container.api_keys.add_revoked_listener(self.access.close_revoked)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Strawberry calls this only when graphql_ide is set, that is with a page.
+        assert self.graphiql is not None
+        return self.graphiql.response()
 
     def encode_json(self, data: object) -> str | bytes:
         # A shared subscription result is encoded once, not once per subscriber.
@@ -295,8 +305,12 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if report.database else 503)
 
+    graphiql_assets: list[BaseRoute] = []
+    if graphql.graphiql is not None:
+        graphiql_assets.append(Mount(ASSETS_PATH, app=GraphiQLAssets()))
     app = Starlette(
         routes=[
+            *graphiql_assets,
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),

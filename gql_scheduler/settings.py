@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     )
     http_allow_networks: Annotated[tuple[network_policy.Network, ...], NoDecode] = ()
 
+    # ---- GraphiQL and introspection
+    # False refuses __schema and __type queries (production), and turns GraphiQL off with
+    # them: it cannot work without them.
+    introspection: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
