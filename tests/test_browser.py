@@ -37,5 +37,5 @@ def test_only_loopback_hosts_count_as_local() -> None:
     assert is_loopback("http://127.0.0.1:8000/graphql")
     assert is_loopback("ws://localhost:1/graphql")
     assert is_loopback("data:text/plain,x")
-    assert not is_loopback("https://unpkg.com/graphiql")
+    assert not is_loopback("https://cdn.example.invalid/graphiql")
     assert not is_loopback("http://127.0.0.1.example.com/")
