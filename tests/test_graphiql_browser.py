@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 from playwright.async_api import Page, Request, WebSocket, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests import databases, queries
 from tests.browser import BrowserPage, chromium_page
@@ -65,13 +66,20 @@ class Traffic:
 class GraphiQL:
     """GraphiQL 3's page, driven through its editors and its run button."""
 
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.response = page.locator(".graphiql-response")
+    def __init__(self, browser: BrowserPage) -> None:
+        self.browser = browser
+        self.page = browser.page
+        self.response = self.page.locator(".graphiql-response")
 
     async def open(self, server: LiveServer) -> None:
         await self.page.goto(f"{server.base_url}/graphql")
-        await self.page.locator(".graphiql-query-editor .CodeMirror").wait_for()
+        try:
+            await self.page.locator(".graphiql-query-editor .CodeMirror").wait_for()
+        except PlaywrightTimeoutError:
+            raise AssertionError(
+                f"GraphiQL did not start; refused: {self.browser.external}; "
+                f"console: {self.browser.console_text}; errors: {self.browser.errors}"
+            ) from None
 
     async def _replace_text(self, editor: str, text: str) -> None:
         await self.page.locator(f"{editor} .CodeMirror").click()
@@ -137,7 +145,7 @@ async def test_graphiql_runs_a_query_with_nothing_from_outside(
     server: LiveServer, browser: BrowserPage
 ) -> None:
     await create_job(server, "browser-job")
-    graphiql = GraphiQL(browser.page)
+    graphiql = GraphiQL(browser)
     await graphiql.open(server)
     await graphiql.set_query(JOBS_QUERY)
     await graphiql.run()
@@ -150,7 +158,7 @@ async def test_graphiql_runs_a_subscription_over_the_websocket(
 ) -> None:
     traffic = Traffic()
     traffic.watch(browser.page)
-    graphiql = GraphiQL(browser.page)
+    graphiql = GraphiQL(browser)
     await graphiql.open(server)
     await graphiql.set_query(JOB_EVENTS)
     await graphiql.run()
@@ -174,7 +182,7 @@ async def test_graphiql_sends_the_headers_over_http_and_the_api_key_in_connectio
 ) -> None:
     traffic = Traffic()
     traffic.watch(browser.page)
-    graphiql = GraphiQL(browser.page)
+    graphiql = GraphiQL(browser)
     await graphiql.open(server)
     await graphiql.set_headers({"Authorization": "Bearer first-key", "X-Note": "from-graphiql"})
     await graphiql.set_query(JOBS_QUERY)
