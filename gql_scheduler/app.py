@@ -217,8 +217,7 @@ class GraphQLApp(GraphQL[Context, None]):
         settings = container.settings
         keep_alive = settings.ws_keepalive_seconds
         # Our own page (web/graphiql.py), not Strawberry's, which loads GraphiQL from a CDN.
-        # GraphiQL needs introspection: without it, there is no page either.
-        self.graphiql = GraphiQLPage() if settings.graphiql and settings.introspection else None
+        self.graphiql = GraphiQLPage() if settings.graphiql_served else None
         super().__init__(
             build_schema(introspection=settings.introspection),
             graphql_ide="graphiql" if self.graphiql else None,

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # them: it cannot work without them.
     introspection: bool = True
 
+    @property
+    def graphiql_served(self) -> bool:
+        return self.graphiql and self.introspection
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:

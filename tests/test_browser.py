@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -9,6 +10,9 @@ from starlette.routing import Route
 
 from gql_scheduler.bench.serving import LOCALHOST, serving
 from tests.browser import chromium_page, is_loopback
+
+# Chromium's start takes seconds on a busy machine.
+pytestmark = pytest.mark.timeout(120)
 
 PAGE = """<!doctype html>
 <title>harness</title>

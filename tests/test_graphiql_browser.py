@@ -23,6 +23,9 @@ from tests.engine_helpers import poll
 from tests.graphql_client import settings_for
 from tests.live_server import LiveServer, live_server
 
+# Chromium's start and GraphiQL's first render take seconds on a busy machine.
+pytestmark = pytest.mark.timeout(120)
+
 JOBS_QUERY = "{ jobs(first: 5) { edges { node { name } } } }"
 JOB_EVENTS = "subscription { jobEvents { type job { name } } }"
 WITHIN = 10.0
