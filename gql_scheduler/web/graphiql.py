@@ -126,8 +126,6 @@ class GraphiQLAssets(StaticFiles):
         if isinstance(response, FileResponse) and media_type is not None:
             # Not left to the mimetypes table, which differs between systems: with
             # nosniff, a script served under another type does not run.
-            response.media_type = media_type
-            del response.headers["content-type"]
             response.headers["content-type"] = f"{media_type}; charset=utf-8"
         response.headers.update(SECURITY_HEADERS)
         response.headers["Cache-Control"] = ASSET_CACHE
