@@ -17,6 +17,7 @@ import pytest
 from playwright.async_api import Page, Request, WebSocket, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
+from gql_scheduler.domain.access import Role
 from tests import databases, queries
 from tests.browser import BrowserPage, chromium_page
 from tests.engine_helpers import poll
@@ -215,3 +216,39 @@ async def test_graphiql_sends_the_headers_over_http_and_the_api_key_in_connectio
     # The first key's websocket is gone, not left open beside the new one.
     await until_seen(lambda: traffic.websockets[0].is_closed(), bool)
     assert_clean(browser)
+
+
+async def test_graphiql_works_with_api_keys_required_once_the_key_is_set(
+    sqlite_template: Path, tmp_path: Path, browser: BrowserPage
+) -> None:
+    url = databases.copy_sqlite_database(sqlite_template, tmp_path / "secured.db")
+    settings = settings_for(url, auth="required", auth_refresh_seconds=0.2)
+    async with live_server(settings) as server:
+        keys = server.container.api_keys
+        _, viewer = await keys.create("graphiql-viewer", Role.VIEWER)
+        _, admin = await keys.create("job-maker", Role.ADMIN)
+        await keys.refresh()
+        graphiql = GraphiQL(browser)
+        await graphiql.open(server)  # the page itself needs no key: it is where one is typed
+        await graphiql.set_query(JOBS_QUERY)
+        await graphiql.run()
+        await expect(graphiql.response).to_contain_text("UNAUTHENTICATED")
+
+        await graphiql.set_headers({"Authorization": f"Bearer {viewer}"})
+        await graphiql.run()
+        await expect(graphiql.response).to_contain_text('"edges": []')
+        # The server admits the websocket only with the key in connection_init (4401 else).
+        await graphiql.set_query(JOB_EVENTS)
+        await graphiql.run()
+        await until_subscribed(server, count=1)
+        created = await server.http.post(
+            "/graphql",
+            json={"query": queries.CREATE_JOB, "variables": {"input": queries.job_input("keyed")}},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        assert created.json()["data"]["createJob"]["errors"] == [], created.text
+        await expect(graphiql.response).to_contain_text('"name": "keyed"')
+        await graphiql.run()  # stops it
+        await until_subscribed(server, count=0)
+    assert browser.external == [], browser.external
+    assert browser.csp_violations == [], browser.csp_violations
