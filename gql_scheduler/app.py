@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.types import ExecutionResult
 
@@ -53,6 +53,7 @@ from gql_scheduler.settings import Settings, secret_values
 from gql_scheduler.store import migrations
 from gql_scheduler.store.database import Database
 from gql_scheduler.tasks import BackgroundTasks
+from gql_scheduler.web.graphiql import ASSETS_PATH, GraphiQLAssets, GraphiQLPage
 
 log = logging.getLogger("gql_scheduler.app")
 
@@ -237,9 +238,11 @@ class GraphQLApp(GatedGraphQL):
     def __init__(self, container: Container) -> None:
         settings = container.settings
         keep_alive = settings.ws_keepalive_seconds
+        # Our own page (web/graphiql.py), not Strawberry's, which loads GraphiQL from a CDN.
+        self.graphiql = GraphiQLPage() if settings.graphiql_served else None
         super().__init__(
-            build_schema(),
-            graphql_ide="graphiql" if settings.graphiql else None,
+            build_schema(introspection=settings.introspection),
+            graphql_ide="graphiql" if self.graphiql else None,
             keep_alive=keep_alive > 0,
             keep_alive_interval=keep_alive,
             connection_init_wait_timeout=timedelta(
@@ -260,6 +263,11 @@ class GraphQLApp(GatedGraphQL):
         )
         self.access = ConnectionAccess(self.authenticator, self.schema._schema)  # type: ignore[attr-defined]
         container.api_keys.add_revoked_listener(self.access.close_revoked)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Strawberry calls this only when graphql_ide is set, that is with a page.
+        assert self.graphiql is not None
+        return self.graphiql.response()
 
     def encode_json(self, data: object) -> str | bytes:
         # A shared subscription result is encoded once, not once per subscriber.
@@ -336,8 +344,12 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if report.database else 503)
 
+    graphiql_assets: list[BaseRoute] = []
+    if graphql.graphiql is not None:
+        graphiql_assets.append(Mount(ASSETS_PATH, app=GraphiQLAssets()))
     app = Starlette(
         routes=[
+            *graphiql_assets,
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),

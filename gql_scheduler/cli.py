@@ -113,7 +113,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         _require_current_schema(settings.database_url)
     configure_logging(settings.log_level.value, settings.log_format.value)
     app = create_app(settings, apply_migrations=not arguments.no_migrate, freeze_heap=True)
-    where = "GraphiQL" if settings.graphiql else "GraphQL API"
+    where = "GraphiQL" if settings.graphiql_served else "GraphQL API"
     print(
         f"gql-scheduler: {where} at http://{settings.host}:{settings.port}/graphql "
         f"(database: {_display_url(settings.database_url)})",

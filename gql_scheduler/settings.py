@@ -129,6 +129,15 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     max_field_length: int = Field(default=2048, ge=64)
 
+    # ---- GraphiQL and introspection
+    # False refuses __schema and __type queries (production), and turns GraphiQL off with
+    # them: it cannot work without them.
+    introspection: bool = True
+
+    @property
+    def graphiql_served(self) -> bool:
+        return self.graphiql and self.introspection
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:

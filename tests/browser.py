@@ -3,9 +3,9 @@
 `chromium_page()` launches /usr/bin/chromium (never Playwright's own browser download, which
 cannot be fetched here) in a fresh profile and gives one page in a new context. Every
 request and websocket to a host other than 127.0.0.1 or localhost is refused and recorded
-in `BrowserPage.external`, so a page that reaches for a CDN fails its test instead of
-passing on a machine that happens to be online. Console messages are recorded too; a
-Content-Security-Policy violation shows there.
+in `BrowserPage.external`, so that a page that reaches for a CDN fails its test instead of
+passing on a machine that happens to be online. Console messages and uncaught script
+errors are recorded too; Chromium reports a Content-Security-Policy violation on the console.
 
 A missing Chromium fails the test (it never skips): install it as .ci/run does.
 """
@@ -54,6 +54,8 @@ class BrowserPage:
     # URLs the page tried to reach beyond the loopback interface (all refused).
     external: list[str] = field(default_factory=list)
     console: list[ConsoleMessage] = field(default_factory=list)
+    # Uncaught exceptions in the page's scripts.
+    errors: list[str] = field(default_factory=list)
 
     @property
     def console_text(self) -> list[str]:
@@ -97,6 +99,7 @@ async def chromium_page() -> AsyncIterator[BrowserPage]:
             await _keep_off_the_network(opened)
             # A function of ours: Playwright cannot wrap a builtin like list.append.
             opened.page.on("console", lambda message: opened.console.append(message))
+            opened.page.on("pageerror", lambda error: opened.errors.append(str(error)))
             yield opened
         finally:
             await browser.close()

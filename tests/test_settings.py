@@ -35,6 +35,7 @@ def test_defaults() -> None:
     assert settings.misfire_policy is MisfirePolicy.RUN_ONCE
     assert settings.lease_seconds == 30
     assert settings.graphiql is True
+    assert settings.introspection is True
     assert settings.smtp_url is None
     assert settings.instance_name
 
@@ -54,6 +55,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         "LOG_FORMAT": "json",
         "GRAPHIQL": "false",
         "SMTP_URL": "smtp://127.0.0.1:25",
+        "INTROSPECTION": "false",
     }
     for name, value in values.items():
         monkeypatch.setenv(f"GQL_SCHEDULER_{name}", value)
@@ -66,6 +68,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.log_level.value, settings.log_format) == ("DEBUG", LogFormat.JSON)
     assert settings.graphiql is False
     assert settings.smtp_url == "smtp://127.0.0.1:25"
+    assert settings.introspection is False
 
 
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
@@ -84,6 +87,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("MAX_CONCURRENT_EXECUTIONS", "0"),
         ("LOG_FORMAT", "xml"),
         ("ENABLE_SHELL", "perhaps"),
+        ("INTROSPECTION", "sometimes"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

@@ -134,12 +134,18 @@ def install_into_fresh_venv(wheel: Path, venv: Path) -> Installed:
 
 
 def expected_wheel_files() -> set[str]:
-    """Every module of gql_scheduler/, and the migrations from alembic/ as their package."""
+    """Every module of gql_scheduler/, every file of web/static/ (GraphiQL's), and the
+    migrations from alembic/ as their package."""
     package = REPO_ROOT / "gql_scheduler"
     modules = {
         path.relative_to(REPO_ROOT).as_posix()
         for path in package.rglob("*.py")
         if "__pycache__" not in path.parts
+    }
+    modules |= {
+        path.relative_to(REPO_ROOT).as_posix()
+        for path in (package / "web" / "static").rglob("*")
+        if path.is_file()
     }
     scripts = REPO_ROOT / "alembic"
     shipped = [scripts / "env.py", scripts / "script.py.mako", *scripts.glob("versions/*.py")]
@@ -214,6 +220,12 @@ def test_installed_wheel_serves_and_runs_a_job(
         with http_client() as client:
             health = client.get(f"{server.base_url}/healthz")
             assert health.status_code == 200, health.text
+            # GraphiQL's files come from the wheel too.
+            page = client.get(server.graphql_url, headers={"Accept": "text/html"})
+            assert page.status_code == 200, page.text
+            script = client.get(f"{server.base_url}/graphql/assets/graphiql.min.js")
+            assert script.status_code == 200, script.text
+            assert script.content.rstrip().endswith(b"sourceMappingURL=graphiql.min.js.map")
 
             created = graphql_data(client, server, CREATE_JOB)["createJob"]
             assert created["errors"] == [], created

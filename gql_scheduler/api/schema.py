@@ -6,7 +6,13 @@ from datetime import datetime
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -43,7 +49,9 @@ class SchedulerSchema(strawberry.Schema):
         log_unexpected(errors)
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+    """`introspection=False` refuses __schema and __type in validation, with a GraphQL error."""
+    no_introspection: list[type[SchemaExtension]] = [] if introspection else [DisableIntrospection]
     return SchedulerSchema(
         query=Query,
         mutation=Mutation,
@@ -57,6 +65,7 @@ def build_schema() -> strawberry.Schema:
             lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),
             AccessControl,
             lambda: FastMaskErrors(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE),
+            *no_introspection,
         ],
     )
 

@@ -1,0 +1,1 @@
+"""What the service serves to browsers from the package: files and pages, no API logic."""
