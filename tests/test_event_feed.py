@@ -40,9 +40,9 @@ from tests.ws_client import StuckSubscriber, SubscriptionClient, subscription_cl
 
 JOB_EVENTS = "subscription($after: String) { jobEvents(after: $after) { id type jobId } }"
 # About 2 kB per event, so that a few thousand events overflow any socket buffer.
-FAT_JOB_EVENTS = (
-    "subscription { jobEvents { " + " ".join(f"f{i}: jobId" for i in range(40)) + " } }"
-)
+# Large events, to fill the socket buffers of a subscriber that does not read.
+FAT_ALIASES = [f"f{i}: jobId" for i in range(40)]
+FAT_JOB_EVENTS = "subscription { jobEvents { " + " ".join(FAT_ALIASES) + " } }"
 WRITERS = 6
 BATCHES_PER_WRITER = 15
 EVENTS_PER_BATCH = 5
@@ -50,7 +50,12 @@ EVENTS_PER_BATCH = 5
 
 @pytest.fixture
 async def server(database_url: str) -> AsyncIterator[LiveServer]:
-    settings = settings_for(database_url, subscriber_queue_size=1000, ws_keepalive_seconds=0)
+    settings = settings_for(
+        database_url,
+        subscriber_queue_size=1000,
+        ws_keepalive_seconds=0,
+        max_query_aliases=len(FAT_ALIASES),  # FAT_JOB_EVENTS is within the limits
+    )
     async with live_server(settings) as running:
         yield running
 

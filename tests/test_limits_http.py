@@ -160,6 +160,20 @@ async def test_an_operation_that_cannot_be_chosen_is_an_error(
     assert error["extensions"]["code"] == "BAD_REQUEST"
 
 
+async def test_a_subscription_over_http_is_refused_clearly(
+    client: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await client.http.post(
+        "/graphql", json={"query": "subscription { jobEvents { id } }"}
+    )
+    body = response.json()
+    assert body["data"] is None
+    (error,) = body["errors"]
+    assert "served over websockets" in error["message"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # not taken for a bug
+
+
 # ---------------------------------------------------------------- request body
 
 

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from cross_web import HTTPException
+from graphql import GraphQLError, OperationType
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -91,6 +92,9 @@ class GatedGraphQL(GraphQL[Context, None]):
             )
             if admission.errors:
                 return ExecutionResult(data=None, errors=admission.errors)
+            operation = admission.operation
+            if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
+                return ExecutionResult(data=None, errors=[subscription_over_http()])
         return await super().execute_single(
             request=request,
             request_adapter=request_adapter,
@@ -99,6 +103,14 @@ class GatedGraphQL(GraphQL[Context, None]):
             root_value=root_value,
             request_data=request_data,
         )
+
+
+def subscription_over_http() -> GraphQLError:
+    return GraphQLError(
+        "subscriptions are served over websockets at this URL "
+        "(graphql-transport-ws or graphql-ws), not over HTTP",
+        extensions={"code": BAD_REQUEST},
+    )
 
 
 class BodyTooLarge(Exception):
