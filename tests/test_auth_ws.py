@@ -12,7 +12,7 @@ from tests import queries
 from tests.graphql_client import settings_for
 from tests.live_server import LiveServer, live_server
 from tests.test_subscriptions import EXECUTION_EVENTS, JOB_EVENTS
-from tests.ws_client import PROTOCOLS, TRANSPORT_WS, raw_connection, subscription_client
+from tests.ws_client import LEGACY_WS, PROTOCOLS, TRANSPORT_WS, raw_connection, subscription_client
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -170,3 +170,33 @@ async def _job_state(secured: Secured) -> str:
     )
     state: str = response.json()["data"]["job"]["state"]
     return state
+
+
+DELETE = "mutation($id: ID!) { deleteJob(id: $id) { deletedJobId errors { code } } }"
+RESUME = "mutation($id: ID!) { resumeJob(id: $id) { job { state } errors { code } } }"
+MATRIX = [(RESUME, Role.OPERATOR), (DELETE, Role.ADMIN)]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize(("document", "needed"), MATRIX)
+async def test_the_role_matrix_over_both_protocols(
+    secured: Secured, protocol: str, role: Role, document: str, needed: Role
+) -> None:
+    async with subscription_client(
+        secured.server.ws_url, protocol, init_payload=secured.bearer(role)
+    ) as client:
+        await client.subscribe("1", document, {"id": secured.job_id})
+        if role.allows(needed) and protocol == LEGACY_WS:
+            # Past the role check, Strawberry's legacy handler runs subscriptions only.
+            refused = await client.receive()
+            assert refused["payload"] == {"message": "mutations are not allowed"}
+            return
+        if role.allows(needed):
+            data = await client.next_data()
+            assert next(iter(data.values()))["errors"] == []
+            return
+        code, reason = await client.closed()
+    assert code == 4403
+    assert f"needs the {needed} role" in reason
+    assert await _job_state(secured) == "ACTIVE"  # neither resumed-from-pause nor deleted
