@@ -156,6 +156,9 @@ class KnownSecrets:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        # Compiled on the next redaction, not on every registration: loading 10,000 jobs
+        # with secrets must not compile a growing pattern 10,000 times.
+        self._stale = False
         self._lock = threading.Lock()  # logging runs in driver and server threads too
 
     def register(self, values: Iterable[str]) -> None:
@@ -170,19 +173,29 @@ class KnownSecrets:
             return
         with self._lock:
             self._values |= fresh
+            self._stale = True
+
+    def redact(self, text: str) -> str:
+        if self._stale:
+            self._compile()
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(MASK, text)
+
+    def _compile(self) -> None:
+        with self._lock:
+            if not self._stale:
+                return
             # Longest first, so that a secret containing another is replaced whole.
             alternatives = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(map(re.escape, alternatives)))
-
-    def redact(self, text: str) -> str:
-        pattern = self._pattern
-        return text if pattern is None else pattern.sub(MASK, text)
+            self._stale = False
 
     def clear(self) -> None:
         """Forget every value (for tests that need a registry of their own)."""
         with self._lock:
             self._values.clear()
             self._pattern = None
+            self._stale = False
 
 
 def _forms(value: str) -> set[str]:
