@@ -14,7 +14,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.types import ExecutionResult
@@ -30,6 +30,7 @@ from gql_scheduler.api.edge import edge_middleware
 from gql_scheduler.api.fast_lane import FastLane
 from gql_scheduler.api.http_errors import BodyLimit, GatedGraphQL
 from gql_scheduler.api.limits import QueryGate, QueryLimits
+from gql_scheduler.api.probes import PROBE_PATHS, probe_routes
 from gql_scheduler.api.schema import build_schema
 from gql_scheduler.api.shared_results import encode_message
 from gql_scheduler.api.websockets import AuthenticatingWSHandler, pinging_handler
@@ -47,6 +48,7 @@ from gql_scheduler.services.api_keys import ApiKeyService
 from gql_scheduler.services.executions import CANCELLED_BY_REQUEST, ExecutionService
 from gql_scheduler.services.input_sizes import InputLimits
 from gql_scheduler.services.jobs import JobService
+from gql_scheduler.services.readiness import ReadinessService
 from gql_scheduler.services.streams import StreamService
 from gql_scheduler.services.validation import ServerPolicy
 from gql_scheduler.settings import Settings, secret_values
@@ -83,6 +85,7 @@ class Container:
     executions: ExecutionService
     streams: StreamService
     api_keys: ApiKeyService
+    readiness: ReadinessService
     server: ServerInfo
     broker: Broker
     feed: EventFeed
@@ -216,6 +219,10 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         jobs=jobs,
         executions=ExecutionService(api_database, clock, dispatcher),
         streams=StreamService(api_database, feed, max_queued=settings.subscriber_queue_size),
+        readiness=ReadinessService(
+            api_database,
+            {"scheduler": lambda: engine.running, "broker": lambda: broker.listening},
+        ),
         api_keys=ApiKeyService(api_database, clock, refresh_seconds=settings.auth_refresh_seconds),
         server=server,
         broker=broker,
@@ -334,16 +341,6 @@ def create_app(
             await container.aclose()
             log.info("gql-scheduler stopped", extra={"action": "stopped"})
 
-    async def healthz(_request: Request) -> Response:
-        report = await container.jobs.health()
-        body: dict[str, Any] = {
-            "status": "ok" if report.database else "degraded",
-            "version": __version__,
-            "instance": settings.instance_name,
-            "database": report.database,
-        }
-        return JSONResponse(body, status_code=200 if report.database else 503)
-
     graphiql_assets: list[BaseRoute] = []
     if graphql.graphiql is not None:
         graphiql_assets.append(Mount(ASSETS_PATH, app=GraphiQLAssets()))
@@ -352,13 +349,18 @@ def create_app(
             *graphiql_assets,
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
-            Route("/healthz", healthz, methods=["GET"]),
+            *probe_routes(
+                jobs=container.jobs,
+                readiness=container.readiness,
+                version=__version__,
+                instance=settings.instance_name,
+            ),
         ],
         middleware=[
             *edge_middleware(
                 allowed_hosts=settings.allowed_host_list,
                 cors_origins=settings.cors_origin_list,
-                exempt={"/healthz"},
+                exempt=PROBE_PATHS,
             ),
             Middleware(BodyLimit, max_bytes=settings.max_request_bytes),
         ],

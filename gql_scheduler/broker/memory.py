@@ -13,6 +13,10 @@ class MemoryBroker:
     def __init__(self) -> None:
         self._on_signals: SignalHandler | None = None
 
+    @property
+    def listening(self) -> bool:
+        return self._on_signals is not None
+
     async def start(self, on_signals: SignalHandler) -> None:
         self._on_signals = on_signals
 

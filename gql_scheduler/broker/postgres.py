@@ -49,6 +49,11 @@ class PostgresBroker:
         await self._background.stop()
         await self._close()
 
+    @property
+    def listening(self) -> bool:
+        connection = self._connection
+        return connection is not None and not connection.is_closed() and not self._lost.is_set()
+
     def listener_pid(self) -> int | None:
         """The server process id of the listening connection, while there is one."""
         connection = self._connection
