@@ -100,6 +100,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
     from gql_scheduler.app import create_app, uvicorn_options
+    from gql_scheduler.http_server import CleanExitServer
     from gql_scheduler.logs import configure_logging
 
     overrides = {
@@ -121,7 +122,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     )
     # asyncio's own loop: the engine hands work to SQLite's driver thread constantly, and
     # measured no faster on uvloop (see the README's figures, taken on this loop).
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -130,6 +131,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         loop="asyncio",
         **uvicorn_options(settings),
     )
+    CleanExitServer(config).run()  # a SIGTERM stop exits 0 (http_server.py)
     return 0
 
 

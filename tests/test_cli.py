@@ -39,10 +39,10 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "gql-scheduler"
 DEFAULT_DATABASE_FILE = "gql_scheduler.db"
 RUN_TIMEOUT = 20.0
 
-# uvicorn (>= 0.29) shuts down gracefully on SIGTERM and then re-raises the signal it caught,
-# so a clean stop ends as "killed by SIGTERM" (-15 here, 143 in a shell), which systemd and
-# Kubernetes count as a clean stop. Graceful is proven by the lifespan's last log lines.
-GRACEFUL_EXIT_CODES = (0, -signal.SIGTERM)
+# uvicorn (>= 0.29) would raise SIGTERM again after its graceful shutdown, ending as "killed
+# by SIGTERM" (-15); `serve` exits 0 instead (gql_scheduler/http_server.py). Graceful is proven
+# by the lifespan's last log lines.
+GRACEFUL_EXIT_CODES = (0,)
 SHUTDOWN_LOG_LINES = ("gql-scheduler stopped", "Application shutdown complete")
 
 # What must never reach a client: it would mean an internal error leaked unmasked.

@@ -242,7 +242,6 @@ def test_installed_wheel_serves_and_runs_a_job(
                 describe=server.started.output,
                 alive=[server.started],
             )
-        # Exit 0, or killed by the SIGTERM that uvicorn re-raises after a graceful shutdown
-        # (see tests.test_cli), with the shutdown logged.
+        # Exit 0 after a graceful shutdown, with the shutdown logged (see tests.test_cli).
         stop_gracefully(server)
     assert (outside / "gql_scheduler.db").is_file()
