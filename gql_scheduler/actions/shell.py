@@ -1,9 +1,11 @@
 """Shell actions: run a program (argv, never through a shell) in its own process group.
 
-The program gets a session and process group of its own, so that stopping a run (timeout or
-cancel) can signal everything it started, grandchildren included: SIGTERM to the group, a
-grace period, then SIGKILL. Output is read line by line from both pipes at once and written
-as it arrives, which is what live output shows.
+The program runs under a small supervisor (shell_supervisor.py) that leads a session and
+process group of its own, so that stopping a run (timeout or cancel) can signal everything
+it started, grandchildren included: SIGTERM to the group, a grace period, then SIGKILL. The
+supervisor also takes the group down when the server dies, even by kill -9. Output is read
+line by line from both pipes at once and written as it arrives, which is what live output
+shows.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import errno
 import os
 import signal
+import sys
 from collections.abc import Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 from gql_scheduler.actions.base import ActionResult, OutputSink, OutputStream, RunContext
@@ -28,6 +33,7 @@ _POLL_SECONDS = 0.05
 # After the group is dead its pipes reach EOF at once; this only bounds the wait for the
 # last output when a process escaped the group (setsid) while keeping a pipe open.
 _DRAIN_SECONDS = 1.0
+SUPERVISOR = Path(__file__).with_name("shell_supervisor.py")
 
 
 def child_environment(action_env: Mapping[str, str] | None) -> dict[str, str]:
@@ -47,16 +53,7 @@ class ShellRunner:
         self, action: ShellAction, context: RunContext, output: OutputSink
     ) -> ActionResult:
         try:
-            process = await asyncio.create_subprocess_exec(
-                *action.command,
-                env=child_environment(action.env),
-                cwd=action.working_directory,
-                # The server's own stdin is no business of a job's.
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
+            process = await _start_supervised(action)
         except OSError as error:
             return ActionResult(succeeded=False, error=describe_start_error(error, action))
         # Not cancelled with this task: if the run is stopped, the output printed while the
@@ -107,6 +104,57 @@ class ShellRunner:
             if process.returncode is not None and not _group_alive(group):
                 return
             await asyncio.sleep(_POLL_SECONDS)
+
+
+async def _start_supervised(action: ShellAction) -> asyncio.subprocess.Process:
+    """The supervisor, once it says the program started; the program's start error else."""
+    status_read, status_write = os.pipe()
+    try:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",  # the standard library only: nothing of the job's environment
+                str(SUPERVISOR),
+                str(status_write),
+                "--",
+                *action.command,
+                env=child_environment(action.env),
+                cwd=action.working_directory,
+                # The server's own stdin is no business of a job's.
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(status_write,),
+            )
+        finally:
+            os.close(status_write)
+        status = await asyncio.to_thread(_read_status, status_read)
+    finally:
+        os.close(status_read)
+    if status != "started":
+        await process.wait()
+        raise _start_error(status)
+    return process
+
+
+def _read_status(fd: int) -> str:
+    """The supervisor's one line (blocking: run in a thread); empty if it died first."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", "replace").strip()
+
+
+def _start_error(status: str) -> OSError:
+    _, _, detail = status.partition(" ")
+    number, _, filename = detail.partition(" ")
+    if not number.isdigit():
+        return OSError(errno.EIO, "the shell supervisor did not start")
+    return OSError(int(number), os.strerror(int(number)), filename or None)
 
 
 def exit_result(returncode: int) -> ActionResult:

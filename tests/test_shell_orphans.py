@@ -1,0 +1,106 @@
+"""A shell job's processes die with the instance that started them, even by kill -9, so that
+at-least-once recovery never runs a second copy beside one still going."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.processes import wait_for
+from tests.test_engine_processes import (
+    FAR_FUTURE,
+    LIVE,
+    SETTLE_TIMEOUT,
+    TRIGGER_JOB,
+    Server,
+    create_job,
+    execution,
+    executions,
+    serve,
+    table,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+JOBS = 10
+
+
+def copies(marker: str) -> list[str]:
+    """The processes whose command line holds `marker` (the shells and their sleeps)."""
+    found = subprocess.run(
+        ["pgrep", "-af", marker], capture_output=True, text=True, timeout=10, check=False
+    )
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+
+
+def sleeps(marker: str) -> list[str]:
+    return [line for line in copies(marker) if line.split(maxsplit=1)[1].startswith("sleep")]
+
+
+def start_long_shell_jobs(server: Server, marker: str) -> dict[str, str]:
+    """JOBS running shell jobs, each a shell with two sleeps: job id -> execution id."""
+    # Two background sleeps and a wait: grandchildren, not only the direct child.
+    command = ["sh", "-c", f"sleep {marker} & sleep {marker} & wait"]
+    started = {}
+    for number in range(JOBS):
+        job_id = create_job(
+            server, f"long-{number}", FAR_FUTURE, action={"shell": {"command": command}}
+        )
+        payload = server.data(TRIGGER_JOB, {"id": job_id})["triggerJob"]
+        assert payload["errors"] == [], payload["errors"]
+        started[job_id] = payload["execution"]["id"]
+    wait_for(
+        lambda: (
+            all(execution(server, run).status == "RUNNING" for run in started.values())
+            and len(sleeps(marker)) == 2 * JOBS
+        ),
+        timeout=SETTLE_TIMEOUT,
+        describe=lambda: "\n".join(copies(marker)),
+        alive=[server.started],
+    )
+    return started
+
+
+def test_kill_9_leaves_no_process_behind_and_recovery_runs_one_copy(
+    tmp_path: Path, empty_database_url: str
+) -> None:
+    # A sleep length no other process on the machine has: it marks this test's processes.
+    marker = f"{random.randint(100_000, 999_999)}.5"
+    settings = {"GQL_SCHEDULER_ENABLE_SHELL": "true"}
+    try:
+        with ExitStack() as stack:
+            a = stack.enter_context(serve(tmp_path, empty_database_url, "a", **settings))
+            lost = start_long_shell_jobs(a, marker)
+            a.kill()
+            # Nothing the instance started outlives it (each run's supervisor takes its
+            # group down when the kernel tells it that its parent died).
+            wait_for(
+                lambda: copies(marker) == [],
+                timeout=SETTLE_TIMEOUT,
+                describe=lambda: "\n".join(copies(marker)),
+            )
+
+            b = stack.enter_context(serve(tmp_path, empty_database_url, "b", **settings))
+
+            # The leases expire and every at-least-once run starts again on "b": one copy.
+            def retried() -> bool:
+                runs = [run for job in lost for run in executions(b, job)]
+                again = [run for run in runs if run.retry_of in lost.values()]
+                return len(again) == JOBS and all(run.status == "RUNNING" for run in again)
+
+            wait_for(
+                retried,
+                timeout=SETTLE_TIMEOUT * 2,
+                describe=lambda: table([run for job in lost for run in executions(b, job)]),
+                alive=[b.started],
+            )
+            assert len(sleeps(marker)) == 2 * JOBS, "\n".join(copies(marker))
+            for job, lost_id in lost.items():
+                assert execution(b, lost_id).status not in LIVE, table(executions(b, job))
+    finally:
+        subprocess.run(["pkill", "-9", "-f", marker], timeout=10, check=False)
+    assert copies(marker) == []  # b's stop took its runs down with it
