@@ -127,3 +127,16 @@ def test_missed_occurrences_keep_the_newest_when_there_are_too_many(
     assert missed == sorted(missed)
     (record,) = [r for r in caplog.records if getattr(r, "action", "") == "misfires_dropped"]
     assert record.dropped == 4 * 3600 - 5 - misfires.MAX_MISSED_RECORDED
+
+
+def test_the_lease_fence_stops_runs_before_an_unrenewed_lease_can_expire() -> None:
+    from gql_scheduler.scheduling.leases import LeaseFence
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    fence = LeaseFence(now=start, lease_seconds=30, renew_every=10)
+    # Renewals every 10 s; one that fails at 10 s still leaves the next one in time.
+    assert not fence.must_stop(start + timedelta(seconds=10))
+    # At 20 s the next try (30 s) would come when the leases expire: stop now.
+    assert fence.must_stop(start + timedelta(seconds=20))
+    fence.renewed(start + timedelta(seconds=20))
+    assert not fence.must_stop(start + timedelta(seconds=30))

@@ -3,6 +3,7 @@ at-least-once recovery never runs a second copy beside one still going."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 from contextlib import ExitStack
@@ -104,3 +105,54 @@ def test_kill_9_leaves_no_process_behind_and_recovery_runs_one_copy(
     finally:
         subprocess.run(["pkill", "-9", "-f", marker], timeout=10, check=False)
     assert copies(marker) == []  # b's stop took its runs down with it
+
+
+# ---------------------------------------------------------------- a live instance cut off
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite has no network path to cut
+async def test_runs_whose_leases_cannot_be_renewed_stop_before_another_copy_starts(
+    database_url: str,
+) -> None:
+    from tests.engine_helpers import poll
+    from tests.graphql_client import settings_for
+    from tests.live_server import live_server
+    from tests.tcp_proxy import tcp_proxy
+
+    marker = f"{random.randint(100_000, 999_999)}.25"
+    seen: list[int] = []
+
+    async def running_copies() -> int:
+        found = len(await asyncio.to_thread(sleeps, marker))
+        seen.append(found)
+        return found
+
+    try:
+        async with tcp_proxy(database_url) as proxy:
+            settings = settings_for(
+                proxy.url_for(database_url), enable_shell=True, lease_seconds=1.5
+            )
+            async with live_server(settings) as server:
+                job = await server.data(
+                    "mutation($input: CreateJobInput!) { createJob(input: $input) { job { id } } }",
+                    {
+                        "input": {
+                            "name": "long",
+                            "schedules": [FAR_FUTURE],
+                            "action": {"shell": {"command": ["sleep", marker]}},
+                        }
+                    },
+                )
+                job_id = job["createJob"]["job"]["id"]
+                await server.data(TRIGGER_JOB, {"id": job_id})
+                await poll(running_copies, lambda count: count == 1, within=SETTLE_TIMEOUT)
+                await proxy.cut()  # this instance lives on, but cannot reach its database
+                await poll(running_copies, lambda count: count == 0, within=SETTLE_TIMEOUT)
+                await proxy.restore()
+                # Recovered (the lease expired) and run again: one copy, never two.
+                await poll(running_copies, lambda count: count == 1, within=SETTLE_TIMEOUT * 2)
+                assert max(seen) == 1, seen
+    finally:
+        await asyncio.to_thread(
+            subprocess.run, ["pkill", "-9", "-f", marker], timeout=10, check=False
+        )

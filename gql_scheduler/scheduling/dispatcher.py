@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gql_scheduler.actions.base import ActionRunner
@@ -21,6 +22,7 @@ from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.executions import Execution, ExecutionStatus, Outcome
 from gql_scheduler.scheduling.finishes import Finisher, FinishRequest
 from gql_scheduler.scheduling.group_commit import GroupCommitter
+from gql_scheduler.scheduling.leases import FENCED_ERROR, LeaseFence
 from gql_scheduler.scheduling.output_writer import LiveOutputWriter
 from gql_scheduler.scheduling.runs import Run, run_action
 from gql_scheduler.scheduling.starts import (
@@ -80,6 +82,11 @@ class Dispatcher:
         self._stopping = False
         self._job_cache = JobCache()
         self._finisher = Finisher(database, clock, settings.instance, random_unit)
+        self._fence = LeaseFence(
+            now=clock.now(),
+            lease_seconds=settings.lease_seconds,
+            renew_every=settings.lease_seconds / 3,  # the engine's renewal loop
+        )
         # Group commit: ends arriving while one transaction runs share the next.
         self._finishes: GroupCommitter[FinishRequest, Execution | None] = GroupCommitter(
             self._finisher.finish
@@ -241,7 +248,8 @@ class Dispatcher:
         stopped = Outcome(
             ExecutionStatus.FAILED,
             output=collector.text(),
-            error=f"interrupted: instance {self.settings.instance} stopped while it ran",
+            error=run.interrupted_by
+            or f"interrupted: instance {self.settings.instance} stopped while it ran",
         )
         unwritten = tuple(await output_writer.close())
         request = FinishRequest(run.execution, run.job, stopped, unwritten, True)
@@ -275,16 +283,42 @@ class Dispatcher:
                 async with asyncio.timeout(self.settings.stop_grace_seconds):
                     await run.done.wait()
 
+    async def _interrupt(self, execution_ids: list[str], error: str) -> None:
+        """Stop runs as a stop of the instance does (an at-least-once job runs again)."""
+        runs = [self._runs[i] for i in execution_ids if i in self._runs]
+        for run in runs:
+            if run.cancel_reason is None and run.interrupted_by is None and run.task:
+                run.interrupted_by = error
+                run.task.cancel()
+        for run in runs:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.stop_grace_seconds):
+                    await run.done.wait()
+
     # ------------------------------------------------------------------ leases
     async def renew_leases(self) -> None:
+        now = self.clock.now()
         ids = list(self._runs)
         if not ids:
+            self._fence.renewed(now)  # runs that start from here get leases of their own
             return
-        lease_until = self.clock.now() + timedelta(seconds=self.settings.lease_seconds)
-        async with self.database.write() as connection:
-            cancelled = await TransitionRepository(connection).renew_leases(
-                ids, instance=self.settings.instance, lease_until=lease_until
-            )
+        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+        try:
+            async with self.database.write() as connection:
+                cancelled = await TransitionRepository(connection).renew_leases(
+                    ids, instance=self.settings.instance, lease_until=lease_until
+                )
+        except (OSError, SQLAlchemyError):
+            if self._fence.must_stop(self.clock.now()):
+                log.warning(
+                    "leases cannot be renewed: stopping %d runs before another instance may "
+                    "take them over",
+                    len(ids),
+                    extra={"action": "leases_fenced"},
+                )
+                await self._interrupt(ids, FENCED_ERROR.format(instance=self.settings.instance))
+            raise
+        self._fence.renewed(now)
         if cancelled:
             await self.cancel_local(cancelled, "cancelled by request")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gql_scheduler.domain.events import ExecutionEventType
 from gql_scheduler.domain.executions import Execution
@@ -47,3 +47,30 @@ async def recover_expired_leases(database: Database, *, now: datetime) -> list[E
             if retry is not None:
                 retries.append(retry)
     return retries
+
+
+FENCED_ERROR = (
+    "stopped: instance {instance} could not renew its lease (database unreachable) before "
+    "it would expire, and another instance may then run it again"
+)
+
+
+class LeaseFence:
+    """Whether this instance must stop its runs because their leases go unrenewed.
+
+    Once a lease expires, any instance recovers the run (an at-least-once job runs again),
+    so work still going here would then run twice. Renewals come every `renew_every`; when
+    the next one would come after the leases written by the last successful one expire,
+    the runs are stopped now, before anyone may take them over.
+    """
+
+    def __init__(self, *, now: datetime, lease_seconds: float, renew_every: float) -> None:
+        self._renewed_at = now
+        self._lease = timedelta(seconds=lease_seconds)
+        self._renew_every = timedelta(seconds=renew_every)
+
+    def renewed(self, at: datetime) -> None:
+        self._renewed_at = at
+
+    def must_stop(self, now: datetime) -> bool:
+        return now + self._renew_every >= self._renewed_at + self._lease

@@ -18,8 +18,10 @@ class Run:
     execution: Execution
     job: Job
     task: asyncio.Task[None] | None = None
-    # Set by whoever cancels the task on purpose; None means the instance is stopping.
+    # Set by whoever cancels the task on purpose; None means the run is interrupted (the
+    # instance stops, or its lease cannot be renewed), which `interrupted_by` then says.
     cancel_reason: str | None = None
+    interrupted_by: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
