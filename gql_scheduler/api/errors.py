@@ -13,13 +13,14 @@ from graphql import GraphQLError
 from gql_scheduler.api.context import Info
 from gql_scheduler.api.field_paths import graphql_path
 from gql_scheduler.api.types import UserError
-from gql_scheduler.domain.errors import InputErrors, UserInputError
+from gql_scheduler.domain.errors import InputErrors, Unavailable, UserInputError
 
 log = logging.getLogger("gql_scheduler.api")
 
 T = TypeVar("T")
 BAD_USER_INPUT = "BAD_USER_INPUT"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+UNAVAILABLE = "UNAVAILABLE"
 MASKED_MESSAGE = "Internal server error."
 _ERROR_ID = "_gql_scheduler_error_id"
 
@@ -100,7 +101,17 @@ def error_id_of(error: GraphQLError) -> str:
 
 
 def masked(error: GraphQLError) -> GraphQLError:
-    """What a client is shown of an unexpected error: where, and the id to report."""
+    """What a client is shown of an unexpected error: where, and the id to report. The
+    database being unreachable is no bug: it is said as it is (UNAVAILABLE)."""
+    if isinstance(error.original_error, Unavailable):
+        return GraphQLError(
+            error.original_error.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": UNAVAILABLE},
+        )
     return GraphQLError(
         MASKED_MESSAGE,
         nodes=error.nodes,
@@ -113,7 +124,10 @@ def masked(error: GraphQLError) -> GraphQLError:
 
 def log_unexpected(errors: list[GraphQLError]) -> None:
     for error in errors:
-        if is_unexpected(error):
+        if isinstance(error.original_error, Unavailable):
+            # Said once by the engine and the probes; one line per request would flood.
+            log.debug("request refused: %s", error.message, extra={"action": "unavailable"})
+        elif is_unexpected(error):
             log.error(
                 "unexpected error in a resolver (error id %s)",
                 error_id_of(error),

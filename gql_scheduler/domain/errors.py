@@ -29,6 +29,10 @@ class SchedulerError(Exception):
         super().__init__(self.message)
 
 
+class Unavailable(SchedulerError):
+    """The database cannot be reached now; try again shortly."""
+
+
 class UserInputError(SchedulerError):
     """The input is invalid."""
 

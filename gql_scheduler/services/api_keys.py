@@ -28,7 +28,7 @@ from gql_scheduler.domain.access import (
     key_id_of,
 )
 from gql_scheduler.domain.clock import Clock
-from gql_scheduler.domain.errors import InvalidInput, NotFound
+from gql_scheduler.domain.errors import InvalidInput, NotFound, Unavailable
 from gql_scheduler.store.api_keys import ApiKeyRepository
 from gql_scheduler.store.database import Database
 
@@ -111,7 +111,7 @@ class ApiKeyService:
             await asyncio.sleep(self.refresh_seconds)
             try:
                 await self.refresh()
-            except (OSError, SQLAlchemyError) as error:
+            except (OSError, SQLAlchemyError, Unavailable) as error:
                 if not failing:
                     log.warning(
                         "could not read the API keys; keeping the ones known: %s",

@@ -20,6 +20,7 @@ from gql_scheduler.domain.errors import (
     ErrorCollector,
     InvalidInput,
     NotFound,
+    Unavailable,
 )
 from gql_scheduler.domain.events import JobEventType
 from gql_scheduler.domain.jobs import Job, JobFilter, JobOrder, JobSpec, JobState
@@ -257,7 +258,7 @@ class JobService:
             async with self.database.read() as connection:
                 active = await JobRepository(connection).count_in_state(JobState.ACTIVE)
                 running = await ExecutionRepository(connection).count_running()
-        except (OSError, sa_exc.SQLAlchemyError) as error:
+        except (OSError, sa_exc.SQLAlchemyError, Unavailable) as error:
             log.warning(
                 "database unavailable", extra={"action": "health_degraded", "error": str(error)}
             )

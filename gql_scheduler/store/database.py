@@ -6,8 +6,8 @@ import asyncio
 import copy
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gql_scheduler.domain.errors import Unavailable
 from gql_scheduler.store.checkpoints import (
     AUTOCHECKPOINT_BACKSTOP_PAGES,
     JOURNAL_SIZE_LIMIT_BYTES,
@@ -25,6 +26,20 @@ from gql_scheduler.store.events import PENDING_OPTION, PendingWrites, flush_pend
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_OPTION = "gql_scheduler_write"
+# The API's connections give up soon on a server that does not answer, or on a SQLite file
+# another process holds locked: a request fails fast with UNAVAILABLE instead of hanging
+# (asyncpg's default is 60 s, the engine's SQLite busy timeout 10 s).
+API_CONNECT_TIMEOUT = 3.0
+UNAVAILABLE_MESSAGE = "the database is unavailable; try again shortly"
+# What a database that cannot be reached raises: refused or dropped connections, a server
+# going away, a locked or read-only SQLite file, no free connection in the pool.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+)
 
 # Told, after each commit that wrote events or output, which signals it carried.
 CommitListener = Callable[[Iterable[str]], None]
@@ -40,6 +55,8 @@ class Database:
         # them collide on the file lock, where the busy handler sleeps in growing steps.
         self._write_turn = asyncio.Lock() if self.is_sqlite else None
         self._commit_listeners: list[CommitListener] = []
+        # Set on the API's database (with_own_pool): see _unavailable_as_error.
+        self.unavailable_as_error = False
         path = sqlite_file(self.url.database) if self.is_sqlite else None
         # Checkpoints off the writers' path once `run()` is started (Container.start).
         self.checkpointer = WalCheckpointer(path) if path is not None else None
@@ -55,12 +72,19 @@ class Database:
         if self.is_sqlite and sqlite_file(self.url.database) is None:
             return self  # in memory: another engine would open another, empty, database
         other = copy.copy(self)
+        connect: dict[str, Any] = (
+            {"busy_timeout_ms": int(API_CONNECT_TIMEOUT * 1000)}
+            if self.is_sqlite
+            else {"connect_args": {"timeout": API_CONNECT_TIMEOUT}}
+        )
         other.engine = create_engine(
             self.url.render_as_string(hide_password=False),
             pool_size=size,
             max_overflow=0,
             pool_timeout=timeout,
+            **connect,
         )
+        other.unavailable_as_error = True
         return other
 
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -74,11 +98,26 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only view. On PostgreSQL one snapshot for the whole transaction, so that
         a page and its total count agree (SQLite's transactions already read one)."""
-        async with self.engine.connect() as connection:
-            if not self.is_sqlite:
-                connection = await connection.execution_options(isolation_level="REPEATABLE READ")
-            async with connection.begin():
-                yield connection
+        with self._unavailable_as_error():
+            async with self.engine.connect() as connection:
+                if not self.is_sqlite:
+                    connection = await connection.execution_options(
+                        isolation_level="REPEATABLE READ"
+                    )
+                async with connection.begin():
+                    yield connection
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        """On the API's database: a database that cannot be reached (refused, gone, locked,
+        out of connections) is the domain's Unavailable, which clients see as UNAVAILABLE."""
+        if not self.unavailable_as_error:
+            yield
+            return
+        try:
+            yield
+        except UNREACHABLE as error:
+            raise Unavailable(UNAVAILABLE_MESSAGE) from error
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -88,12 +127,13 @@ class Database:
         says why), and the commit listeners hear of them once committed.
         """
         writes = PendingWrites()
-        async with self._writer_turn(), self.engine.connect() as connection:
-            options = {WRITE_OPTION: True, PENDING_OPTION: writes}
-            connection = await connection.execution_options(**options)
-            async with connection.begin():
-                yield connection
-                await flush_pending(connection, writes)
+        with self._unavailable_as_error():
+            async with self._writer_turn(), self.engine.connect() as connection:
+                options = {WRITE_OPTION: True, PENDING_OPTION: writes}
+                connection = await connection.execution_options(**options)
+                async with connection.begin():
+                    yield connection
+                    await flush_pending(connection, writes)
         if self.checkpointer is not None:
             self.checkpointer.note_write()
         if writes.signals:
@@ -119,8 +159,15 @@ def sqlite_file(database: str | None) -> Path | None:
     return Path(database)
 
 
-def create_engine(url: str, *, echo: bool = False, **pool: Any) -> AsyncEngine:
-    """`pool` options (pool_size, max_overflow, pool_timeout) as SQLAlchemy takes them."""
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    **pool: Any,
+) -> AsyncEngine:
+    """`pool` options (pool_size, max_overflow, pool_timeout) as SQLAlchemy takes them;
+    `busy_timeout_ms`: how long SQLite waits for another process's lock."""
     parsed = make_url(url)
     # Statements are logged (echo, or a DEBUG log level) without their values: those are
     # jobs' actions, secrets included.
@@ -130,18 +177,18 @@ def create_engine(url: str, *, echo: bool = False, **pool: Any) -> AsyncEngine:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, echo=echo, hide_parameters=True, **pool)
-    _configure_sqlite(engine)
+    _configure_sqlite(engine, busy_timeout_ms)
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so that `begin` below decides
         # between DEFERRED and IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
