@@ -156,6 +156,7 @@ def _dispatcher_for(
             instance=settings.instance_name,
             lease_seconds=settings.lease_seconds,
             max_concurrent=settings.max_concurrent_executions,
+            stop_grace_seconds=settings.shutdown_grace_seconds,
             output_limit_bytes=settings.output_limit_bytes,
         ),
     )

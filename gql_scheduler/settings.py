@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
     max_concurrent_executions: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0)
+    # On SIGTERM, how long running executions may go on before they are stopped.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     output_limit_bytes: int = Field(default=64 * 1024, ge=0)
     instance_name: str = Field(default_factory=_default_instance_name, min_length=1)
     log_level: LogLevel = LogLevel.INFO

@@ -38,6 +38,8 @@ from gql_scheduler.tasks import BackgroundTasks
 
 log = logging.getLogger("gql_scheduler.dispatcher")
 
+SHUTDOWN_ERROR = "shutdown: instance {instance} stopped before the run ended"
+
 REPLACED = "cancelled: a newer run of the job replaced it"
 MAX_START_BATCH = 500
 
@@ -245,11 +247,11 @@ class Dispatcher:
     ) -> None:
         """This instance is stopping: record the run now rather than leave it to the lease;
         an at-least-once job's next attempt waits QUEUED for any instance."""
+        # CANCELLED, not FAILED: the job did not fail, and its statistics must not say so.
         stopped = Outcome(
-            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
             output=collector.text(),
-            error=run.interrupted_by
-            or f"interrupted: instance {self.settings.instance} stopped while it ran",
+            error=run.interrupted_by or SHUTDOWN_ERROR.format(instance=self.settings.instance),
         )
         unwritten = tuple(await output_writer.close())
         request = FinishRequest(run.execution, run.job, stopped, unwritten, True)

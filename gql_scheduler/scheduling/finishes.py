@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,15 @@ class Finisher:
     async def _schedule_retry(
         self, transitions: TransitionRepository, request: FinishRequest, now: datetime
     ) -> Execution | None:
+        if request.interrupted:
+            # Not the job's failure (the instance stopped, or lost its database): the same
+            # attempt again, at once, on any instance, leaving the retry policy untouched.
+            again = dataclasses.replace(
+                retry_of(request.execution, run_after=now), attempt=request.execution.attempt
+            )
+            return await transitions.insert(
+                again, now=now, event=ExecutionEventType.RETRY_SCHEDULED
+            )
         policy = request.job.spec.retry
         delay = retry_delay(policy, request.execution.attempt, self.random_unit())
         return await transitions.insert(
