@@ -85,8 +85,11 @@ class PostgresBroker:
                 await self._connect()
                 log.info("event listener reconnected", extra={"action": "broker_reconnected"})
             except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                # Said once per outage; the retries after it only at DEBUG.
+                level = logging.WARNING if delay == self.reconnect_delay else logging.DEBUG
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
-                log.warning(
+                log.log(
+                    level,
                     "event listener cannot reconnect (%s); retrying in %.1f s",
                     error,
                     delay,

@@ -134,8 +134,10 @@ class EventFeed:
             try:
                 async with self._reading:
                     await self._catch_up()
-            except Exception:  # the feed must outlive a failed read; the next wake retries
-                log.exception("reading the event outbox failed", extra={"action": "feed_failed"})
+            except Exception as error:  # the feed outlives a failed read; the next wake retries
+                self.database.outage.failed("reading the event outbox", error)
+            else:
+                self.database.outage.succeeded()
 
     async def _catch_up(self) -> None:
         while True:

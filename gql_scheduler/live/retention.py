@@ -49,6 +49,6 @@ class EventPruner:
         while True:
             try:
                 await self.prune_once()
-            except Exception:  # a failed pass is retried on the next one
-                log.exception("pruning events failed", extra={"action": "prune_failed"})
+            except Exception as error:  # a failed pass is retried on the next one
+                self.database.outage.failed("pruning events", error)
             await asyncio.sleep(interval)

@@ -17,6 +17,7 @@ from gql_scheduler.domain.jobs import Job, JobState
 from gql_scheduler.scheduling.starts import StartRequest, StartResult
 from gql_scheduler.store.database import Database
 from gql_scheduler.store.events import EventRepository
+from gql_scheduler.store.executions import ExecutionRepository
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
 
@@ -59,9 +60,9 @@ async def claim_occurrences(
     """
     async with database.write() as connection:
         jobs = JobRepository(connection)
-        states = await jobs.states_of([job.id for job, _ in due])
+        stored = await jobs.states_of([job.id for job, _ in due])
         # Paused, completed or deleted since the timer was armed: not claimed.
-        live = [(job, at) for job, at in due if states.get(job.id) is JobState.ACTIVE]
+        live = [(job, at) for job, at in due if job.id in stored and stored[job.id][0] is _ACTIVE]
         claimed = await TransitionRepository(connection).claim(
             [
                 NewExecution(
@@ -77,10 +78,50 @@ async def claim_occurrences(
         # Only the winner of a claim advances the job (another instance did for the rest).
         won = {(claim.job_id, claim.scheduled_for) for claim in claimed}
         fired = [(job, at) for job, at in live if (job.id, at) in won]
-        await record_fired_many(connection, fired, now=now)
+        # The watermark moves only over occurrences that are all recorded (invariant 5):
+        # after an outage the first claim would otherwise jump it past those nobody could
+        # claim, and neither the reconcile loop nor a catch-up would look at them again.
+        contiguous = [
+            (job, at)
+            for job, at in fired
+            if await _recorded_up_to(connection, job, stored[job.id][1], at)
+        ]
+        await record_fired_many(connection, contiguous, now=now)
         requests = [StartRequest(claim.id, claim.job_id) for claim in claimed]
         results = await start(connection, requests) if start and requests else []
     return list(itertools.zip_longest(requests, results[: len(requests)]))
+
+
+_ACTIVE = JobState.ACTIVE
+
+
+# Beyond this many owed occurrences the watermark waits for the catch-up (which records
+# them by policy) rather than counting them on a claim's transaction.
+_OWED_COUNTED = 1000
+
+
+async def _recorded_up_to(
+    connection: AsyncConnection, job: Job, watermark: datetime | None, at: datetime
+) -> bool:
+    """Whether every occurrence of the job after `watermark` and before `at` is recorded.
+
+    The usual case costs no read: `at` is the first occurrence after the watermark.
+    """
+    if watermark is None or watermark >= at:
+        return True
+    following = next_occurrence(job, watermark)
+    if following is None or following >= at:
+        return True
+    owed = 0
+    while following is not None and following < at and owed <= _OWED_COUNTED:
+        owed += 1
+        following = next_occurrence(job, following)
+    if owed > _OWED_COUNTED:
+        return False
+    recorded = await ExecutionRepository(connection).count_occurrences(
+        job.id, after=watermark, before=at
+    )
+    return recorded >= owed
 
 
 async def record_fired_many(

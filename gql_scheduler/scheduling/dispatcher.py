@@ -132,9 +132,9 @@ class Dispatcher:
             self._reserved += len(batch)
             try:
                 results = await self._start_many(batch)
-            except Exception:
+            except Exception as error:
                 # The executions stay QUEUED in the store; the sweeper submits them again.
-                log.exception("starting failed", extra={"action": "start_failed"})
+                self.database.outage.failed("starting runs", error)
                 results = [StartResult() for _ in batch]
             finally:
                 self._reserved -= len(batch)

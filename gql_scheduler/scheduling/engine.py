@@ -55,6 +55,7 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self._fired: asyncio.Queue[tuple[str, datetime]] = asyncio.Queue()
         self._loops = BackgroundTasks()
+        self.outage = database.outage
 
     @property
     def running(self) -> bool:
@@ -147,18 +148,19 @@ class Engine:
             if due:
                 try:
                     await self._claim(due)
-                except Exception:
+                except Exception as error:
                     # A database hiccup: try once more shortly, so the runs stay on time if
-                    # it passes; after that the reconcile loop records them as misfires.
-                    log.exception("claiming failed", extra={"action": "claim_failed"})
+                    # it passes. After that they stay owed: the watermark has not moved
+                    # over them, and the reconcile loop settles them by misfire policy.
+                    self.outage.failed("claiming", error)
                     self.dispatcher.spawn(self._claim_again(due))
 
     async def _claim_again(self, due: list[tuple[Job, datetime]]) -> None:
         await asyncio.sleep(CLAIM_RETRY_SECONDS)
         try:
             await self._claim(due)
-        except Exception:
-            log.exception("claiming failed again", extra={"action": "claim_failed"})
+        except Exception as error:
+            self.outage.failed("claiming", error)
 
     def _due_now(self, batch: list[tuple[str, datetime]]) -> list[tuple[Job, datetime]]:
         """Occurrences to claim now; jittered ones are claimed after their delay."""
@@ -182,6 +184,7 @@ class Engine:
         claimed = await claims.claim_occurrences(
             self.database, due, now=self.clock.now(), start=self.dispatcher.inline_starter()
         )
+        self.outage.succeeded()
         for request, result in claimed:
             self.dispatcher.accept(request, result)
 
@@ -203,6 +206,7 @@ class Engine:
                     await self._resync(job_id)
         for job_id in set(self._jobs) - seen:
             await self._resync(job_id)
+        self.outage.succeeded()  # it read every job: the database answers
 
     async def _version_pages(self) -> AsyncIterator[list[tuple[str, str, int]]]:
         """Every job's (id, state, version), a page per short read: with 100,000 jobs one
@@ -223,6 +227,7 @@ class Engine:
             startable = await TransitionRepository(connection).startable(
                 now=self.clock.now(), limit=200
             )
+        self.outage.succeeded()
         for execution_id, job_id in startable:
             self.dispatcher.submit(execution_id, job_id)
 
@@ -236,9 +241,9 @@ class Engine:
                 await asyncio.sleep(seconds)
                 try:
                     await work()
-                except Exception:
+                except Exception as error:
                     # A supervisor loop: one failed pass (database restarting, say) must not
                     # end the loop; the next pass tries again.
-                    log.exception("periodic task failed", extra={"action": "loop_failed"})
+                    self.outage.failed(getattr(work, "__name__", "a periodic task"), error)
 
         self._loops.start(loop(), name=getattr(work, "__name__", "loop"))

@@ -19,6 +19,7 @@ from gql_scheduler.domain.misfires import MISFIRE_ERROR, MisfireOutcome, plan_mi
 from gql_scheduler.domain.policies import MisfirePolicy
 from gql_scheduler.scheduling.claims import occurrence_key, record_fired_many
 from gql_scheduler.store.database import Database
+from gql_scheduler.store.executions import ExecutionRepository
 from gql_scheduler.store.transitions import TransitionRepository
 
 log = logging.getLogger("gql_scheduler.engine")
@@ -70,11 +71,17 @@ async def catch_up(
     missed = missed_occurrences(job, now=now, grace=grace)
     if not missed:
         return []
-    plans = plan_misfires(
-        missed, policy=policy, now=now, catch_up_window_seconds=job.spec.catch_up_window_seconds
-    )
     to_run: list[Execution] = []
     async with database.write() as connection:
+        # Only those nobody recorded are owed: after an outage the instance may have
+        # claimed the latest ones already, and RUN_ONCE must run the latest owed one.
+        recorded = await ExecutionRepository(connection).recorded_occurrences(
+            job.id, after=job.watermark or job.created_at, through=missed[-1]
+        )
+        owed = [at for at in missed if at not in recorded]
+        plans = plan_misfires(
+            owed, policy=policy, now=now, catch_up_window_seconds=job.spec.catch_up_window_seconds
+        )
         transitions = TransitionRepository(connection)
         for plan in plans:
             status = _STATUS_OF_OUTCOME[plan.outcome]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -23,6 +24,7 @@ from gql_scheduler.store.checkpoints import (
     WalCheckpointer,
 )
 from gql_scheduler.store.events import PENDING_OPTION, PendingWrites, flush_pending
+from gql_scheduler.store.outages import UNREACHABLE, OutageLog
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_OPTION = "gql_scheduler_write"
@@ -31,15 +33,6 @@ WRITE_OPTION = "gql_scheduler_write"
 # (asyncpg's default is 60 s, the engine's SQLite busy timeout 10 s).
 API_CONNECT_TIMEOUT = 3.0
 UNAVAILABLE_MESSAGE = "the database is unavailable; try again shortly"
-# What a database that cannot be reached raises: refused or dropped connections, a server
-# going away, a locked or read-only SQLite file, no free connection in the pool.
-UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
-    sa.exc.TimeoutError,
-)
 
 # Told, after each commit that wrote events or output, which signals it carried.
 CommitListener = Callable[[Iterable[str]], None]
@@ -57,6 +50,9 @@ class Database:
         self._commit_listeners: list[CommitListener] = []
         # Set on the API's database (with_own_pool): see _unavailable_as_error.
         self.unavailable_as_error = False
+        # One per process (copies share it): every component that meets the outage
+        # reports it here, so that it is said once, and its end once.
+        self.outage = OutageLog(logging.getLogger("gql_scheduler.store"))
         path = sqlite_file(self.url.database) if self.is_sqlite else None
         # Checkpoints off the writers' path once `run()` is started (Container.start).
         self.checkpointer = WalCheckpointer(path) if path is not None else None

@@ -19,12 +19,38 @@ from gql_scheduler.domain.executions import (
 )
 from gql_scheduler.domain.pages import Page
 from gql_scheduler.store import pagination
-from gql_scheduler.store.tables import executions
+from gql_scheduler.store.tables import OCCURRENCE_WHERE, executions
 
 
 class ExecutionRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
+
+    async def recorded_occurrences(
+        self, job_id: str, *, after: datetime, through: datetime
+    ) -> set[datetime]:
+        """The job's occurrences in (after, through] that already have an execution."""
+        query = sa.select(executions.c.scheduled_for).where(
+            executions.c.job_id == job_id,
+            executions.c.scheduled_for > after,
+            executions.c.scheduled_for <= through,
+            OCCURRENCE_WHERE,
+        )
+        return set((await self.connection.scalars(query)).all())
+
+    async def count_occurrences(self, job_id: str, *, after: datetime, before: datetime) -> int:
+        """How many of the job's occurrences strictly between the two instants are recorded."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(executions)
+            .where(
+                executions.c.job_id == job_id,
+                executions.c.scheduled_for > after,
+                executions.c.scheduled_for < before,
+                OCCURRENCE_WHERE,
+            )
+        )
+        return int(await self.connection.scalar(query) or 0)
 
     async def get(self, execution_id: str) -> Execution | None:
         if not execution_id.isdigit():

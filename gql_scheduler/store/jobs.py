@@ -128,11 +128,17 @@ class JobRepository:
             tags.setdefault(job_id, []).append(tag)
         return [_job_from_row(row, tags) for row in rows]
 
-    async def states_of(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+    async def states_of(
+        self, job_ids: Sequence[str]
+    ) -> dict[str, tuple[JobState, datetime | None]]:
+        """Each job's state and watermark, as stored now."""
         if not job_ids:
             return {}
-        query = sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(set(job_ids)))
-        return {row.id: JobState(row.state) for row in (await self.connection.execute(query))}
+        query = sa.select(jobs.c.id, jobs.c.state, jobs.c.watermark).where(
+            jobs.c.id.in_(set(job_ids))
+        )
+        rows = await self.connection.execute(query)
+        return {row.id: (JobState(row.state), row.watermark) for row in rows}
 
     async def lock_versions(self, job_ids: Sequence[str]) -> dict[str, int]:
         """The jobs' versions, their rows locked on PostgreSQL (in id order: no deadlock)."""

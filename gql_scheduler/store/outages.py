@@ -1,0 +1,58 @@
+"""Saying once that the database is unreachable, and once that it is back.
+
+During an outage every claim, renewal and periodic pass fails; a traceback for each buried
+the one line that mattered (145 tracebacks in 15,230 lines for one 30 s outage). Failures
+of any other kind are bugs, and keep their traceback every time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+
+# What a database that cannot be reached raises: refused or dropped connections, a server
+# going away, a locked or read-only SQLite file, no free connection in the pool.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+)
+
+
+class OutageLog:
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._down_since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    def failed(self, what: str, error: BaseException) -> None:
+        """Said once per outage when the database is unreachable; a bug every time."""
+        if not isinstance(error, UNREACHABLE):
+            self._log.error("%s failed", what, exc_info=error, extra={"action": "loop_failed"})
+            return
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self._log.warning(
+                "the database is unreachable (%s: %s); occurrences stay owed from each job's "
+                "watermark and are settled by their misfire policy once it is back",
+                what,
+                " ".join(str(error).split())[:200],
+                extra={"action": "database_unreachable"},
+            )
+
+    def succeeded(self) -> None:
+        if self._down_since is None:
+            return
+        seconds, self._down_since = time.monotonic() - self._down_since, None
+        self._log.info(
+            "the database is reachable again after %.1f s",
+            seconds,
+            extra={"action": "database_reachable", "seconds": round(seconds, 1)},
+        )
