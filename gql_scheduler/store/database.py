@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import sqlite3
@@ -25,6 +24,7 @@ from gql_scheduler.store.checkpoints import (
 )
 from gql_scheduler.store.events import PENDING_OPTION, PendingWrites, flush_pending
 from gql_scheduler.store.outages import UNREACHABLE, OutageLog
+from gql_scheduler.store.writer_turns import WriterTurns
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_OPTION = "gql_scheduler_write"
@@ -46,7 +46,9 @@ class Database:
         self.engine: AsyncEngine = create_engine(url, echo=echo)
         # SQLite has one writer at a time. Queuing writers here, in order, beats letting
         # them collide on the file lock, where the busy handler sleeps in growing steps.
-        self._write_turn = asyncio.Lock() if self.is_sqlite else None
+        self._write_turns = WriterTurns() if self.is_sqlite else None
+        # The engine's writes go first (writer_turns.py); the API's copy is not urgent.
+        self.urgent_writes = True
         self._commit_listeners: list[CommitListener] = []
         # Set on the API's database (with_own_pool): see _unavailable_as_error.
         self.unavailable_as_error = False
@@ -81,6 +83,7 @@ class Database:
             **connect,
         )
         other.unavailable_as_error = True
+        other.urgent_writes = False
         return other
 
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -138,10 +141,10 @@ class Database:
 
     @asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:
-        if self._write_turn is None:
+        if self._write_turns is None:
             yield
             return
-        async with self._write_turn:
+        async with self._write_turns.turn(urgent=self.urgent_writes):
             yield
 
     async def dispose(self) -> None:
