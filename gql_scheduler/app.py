@@ -26,7 +26,7 @@ from gql_scheduler.actions.registry import HandlerRegistry
 from gql_scheduler.actions.runners import ActionRunners
 from gql_scheduler.api.access import Authenticator, unauthenticated_error
 from gql_scheduler.api.context import Context, ServerInfo
-from gql_scheduler.api.edge import edge_middleware
+from gql_scheduler.api.edge import ConcurrencyLimit, RequestSlots, edge_middleware
 from gql_scheduler.api.fast_lane import FastLane
 from gql_scheduler.api.http_errors import BodyLimit, GatedGraphQL
 from gql_scheduler.api.limits import QueryGate, QueryLimits
@@ -345,6 +345,7 @@ def create_app(
     graphiql_assets: list[BaseRoute] = []
     if graphql.graphiql is not None:
         graphiql_assets.append(Mount(ASSETS_PATH, app=GraphiQLAssets()))
+    request_slots = RequestSlots(settings.api_max_concurrent_requests)
     app = Starlette(
         routes=[
             *graphiql_assets,
@@ -363,9 +364,16 @@ def create_app(
                 cors_origins=settings.cors_origin_list,
                 exempt=PROBE_PATHS,
             ),
+            Middleware(
+                ConcurrencyLimit,
+                slots=request_slots,
+                wait_seconds=settings.api_queue_seconds,
+                path="/graphql",
+            ),
             Middleware(BodyLimit, max_bytes=settings.max_request_bytes),
         ],
         lifespan=lifespan,
     )
     app.state.container = container
+    app.state.request_slots = request_slots
     return app

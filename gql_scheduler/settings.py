@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     # request waits for one.
     api_pool_size: int = Field(default=10, ge=1)
     api_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # GraphQL HTTP requests served at once; the rest wait this long, then get 503.
+    api_max_concurrent_requests: int = Field(default=64, ge=1)
+    api_queue_seconds: float = Field(default=5.0, gt=0)
     # Stored inputs: bytes of a large field (HTTP body or json, handler args, e-mail body,
     # shell command and env together), and characters of a one-line field (cron expression,
     # URL, header, e-mail subject, working directory, pause note).

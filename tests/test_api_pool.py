@@ -100,3 +100,38 @@ async def test_a_flood_of_api_reads_does_not_delay_the_engine(database_url: str)
         assert ExecutionStatus.MISSED.value not in during
         assert answered
         assert all("errors" not in body for body in answered), answered[0]
+
+
+async def test_requests_beyond_the_concurrency_limit_wait_then_get_503(database_url: str) -> None:
+    settings = settings_for(
+        database_url,
+        api_pool_size=1,
+        api_pool_timeout_seconds=30,
+        api_max_concurrent_requests=2,
+        api_queue_seconds=0.5,
+    )
+    async with running_client(settings) as client:
+        container = client.container
+        async with contextlib.AsyncExitStack() as held:
+            # The API's one connection taken: the requests let in wait for it, in flight.
+            await held.enter_async_context(container.api_database.engine.connect())
+            in_flight = [asyncio.ensure_future(client.execute(JOBS)) for _ in range(2)]
+
+            async def served() -> int:
+                in_use: int = client.app.state.request_slots.in_use
+                return in_use
+
+            await poll(served, lambda seen: seen == 2, within=10)
+            try:
+                refused = await client.http.post("/graphql", json={"query": JOBS})
+            finally:
+                held_open = [not request.done() for request in in_flight]
+            assert held_open == [True, True]
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+        async with asyncio.timeout(15):
+            answered = await asyncio.gather(*in_flight)
+        assert all(body == {"data": {"jobs": {"totalCount": 0}}} for body in answered)
+        # A slot is free again: served at once.
+        assert (await client.http.post("/graphql", json={"query": JOBS})).status_code == 200
