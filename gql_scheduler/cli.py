@@ -73,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     fanout.add_argument("--rate", type=float, default=20.0, help="events published per second")
     fanout.add_argument("--seconds", type=float, default=10.0)
     fanout.set_defaults(run=_bench_fanout)
+    mixed = kinds.add_parser("mixed", help="firing drift while API clients load the service")
+    mixed.add_argument("--jobs", type=int, default=500, help="noop jobs, each every 1 s")
+    mixed.add_argument("--clients", type=int, default=50)
+    mixed.add_argument("--seconds", type=float, default=10.0)
+    mixed.add_argument(
+        "--backend", action="append", choices=["sqlite", "postgresql"], dest="backends"
+    )
+    mixed.set_defaults(run=_bench_mixed)
 
     _add_key_commands(commands)
 
@@ -164,6 +172,14 @@ def _bench_fanout(arguments: argparse.Namespace) -> int:
     from gql_scheduler.bench import fanout
 
     print(fanout.run_fanout(arguments.subscribers, arguments.rate, arguments.seconds))
+    return 0
+
+
+def _bench_mixed(arguments: argparse.Namespace) -> int:
+    from gql_scheduler.bench import mixed
+
+    backends = arguments.backends or ["sqlite", "postgresql"]
+    print(mixed.run_mixed(arguments.jobs, arguments.clients, arguments.seconds, backends))
     return 0
 
 

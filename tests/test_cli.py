@@ -336,6 +336,35 @@ def test_bench_fire_and_load_run_both_sides_and_clean_up(tmp_path: Path, workdir
     assert list(workdir.iterdir()) == []
 
 
+@pytest.mark.timeout(120)
+def test_bench_mixed_runs_quiet_and_loaded_on_both_backends(tmp_path: Path, workdir: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    arguments = ["--jobs", "20", "--clients", "2", "--seconds", "3"]
+    mixed = subprocess.run(
+        [*MODULE, "bench", "mixed", *arguments],
+        cwd=workdir,
+        env=clean_environment(TMPDIR=str(temporary)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert mixed.returncode == 0, mixed.stderr
+    for backend in ("SQLite", "PostgreSQL"):
+        lines = [line for line in mixed.stdout.splitlines() if line.startswith(backend)]
+        assert [line.split()[1] for line in lines] == ["quiet", "loaded", "API", "API", "ratio"], (
+            mixed.stdout
+        )
+        assert "mutations" in lines[2], mixed.stdout
+        assert "failed 0" in lines[2], mixed.stdout
+        assert "queries" in lines[3], mixed.stdout
+        assert "occurrences lost to load" in lines[4], mixed.stdout
+    assert list(temporary.iterdir()) == []
+    assert list(workdir.iterdir()) == []
+
+
 # ---------------------------------------------------------------- export-schema
 
 

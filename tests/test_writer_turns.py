@@ -92,3 +92,23 @@ async def test_a_waiter_that_gives_up_leaves_no_hole() -> None:
         await quitter
     async with turns.turn(urgent=False):  # and the turns are free again
         pass
+
+
+async def test_api_writers_still_get_a_turn_when_the_engine_always_waits() -> None:
+    from gql_scheduler.store.writer_turns import URGENT_IN_A_ROW
+
+    turns = WriterTurns()
+    order: list[str] = []
+    engine_writes = URGENT_IN_A_ROW * 3
+
+    async def writer(name: str, *, urgent: bool) -> None:
+        async with turns.turn(urgent=urgent):
+            order.append(name)
+            await asyncio.sleep(0)
+
+    async def engine() -> None:
+        # Always another engine write waiting, as at hundreds of runs a second.
+        await asyncio.gather(*(writer("engine", urgent=True) for _ in range(engine_writes)))
+
+    await asyncio.gather(engine(), writer("api", urgent=False))
+    assert order.index("api") <= URGENT_IN_A_ROW + 1, order
