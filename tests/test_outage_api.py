@@ -87,3 +87,21 @@ async def test_a_locked_sqlite_file_refuses_writes_as_unavailable(
             holder.close()
         body = await post(server, queries.CREATE_JOB, create)
         assert body["data"]["createJob"]["errors"] == []
+
+
+def test_only_errors_of_reaching_the_database_count_as_unavailable() -> None:
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from gql_scheduler.store.outages import is_unreachable
+
+    def operational(message: str) -> sa.exc.OperationalError:
+        return sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
+
+    assert is_unreachable(ConnectionRefusedError(111, "Connect call failed"))
+    assert is_unreachable(operational("database is locked"))
+    assert is_unreachable(operational("attempt to write a readonly database"))
+    assert is_unreachable(operational("database or disk is full"))
+    assert not is_unreachable(operational("no such table: executions"))  # a bug
+    assert not is_unreachable(ValueError("a bug"))

@@ -280,6 +280,9 @@ class Dispatcher:
             if run.cancel_reason is None and run.task is not None:
                 run.cancel_reason = reason
                 run.task.cancel()
+        await self._until_recorded(runs)
+
+    async def _until_recorded(self, runs: list[Run]) -> None:
         for run in runs:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.stop_grace_seconds):
@@ -292,10 +295,7 @@ class Dispatcher:
             if run.cancel_reason is None and run.interrupted_by is None and run.task:
                 run.interrupted_by = error
                 run.task.cancel()
-        for run in runs:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.stop_grace_seconds):
-                    await run.done.wait()
+        await self._until_recorded(runs)
 
     # ------------------------------------------------------------------ leases
     async def renew_leases(self) -> None:

@@ -23,7 +23,7 @@ from gql_scheduler.store.checkpoints import (
     WalCheckpointer,
 )
 from gql_scheduler.store.events import PENDING_OPTION, PendingWrites, flush_pending
-from gql_scheduler.store.outages import UNREACHABLE, OutageLog
+from gql_scheduler.store.outages import OutageLog, is_unreachable
 from gql_scheduler.store.writer_turns import WriterTurns
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -115,8 +115,10 @@ class Database:
             return
         try:
             yield
-        except UNREACHABLE as error:
-            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+        except Exception as error:
+            if is_unreachable(error):
+                raise Unavailable(UNAVAILABLE_MESSAGE) from error
+            raise
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -13,14 +13,42 @@ import time
 import sqlalchemy as sa
 
 # What a database that cannot be reached raises: refused or dropped connections, a server
-# going away, a locked or read-only SQLite file, no free connection in the pool.
-UNREACHABLE: tuple[type[BaseException], ...] = (
+# going away or starting up, no free connection in the pool, and SQLite files that cannot be
+# written now (locked by another process, read-only, a full disk). Not "no such table" or
+# a constraint: those are bugs, or the client's doing.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
     sa.exc.TimeoutError,
+    sa.exc.InterfaceError,
 )
+_UNAVAILABLE_PHRASES = (
+    "database is locked",
+    "database table is locked",
+    "readonly database",
+    "disk is full",
+    "disk i/o error",
+    "unable to open database",
+    "cannot connect now",
+    "the database system is",
+    "connection was closed",
+    "connection is closed",
+    "terminating connection",
+    "connect call failed",
+    "connection refused",
+)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached (now), rather than a bug."""
+    if isinstance(error, _CONNECTION_ERRORS):
+        return True
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa.exc.OperationalError):
+        text = str(error.orig or error).lower()
+        return any(phrase in text for phrase in _UNAVAILABLE_PHRASES)
+    return False
 
 
 class OutageLog:
@@ -34,7 +62,7 @@ class OutageLog:
 
     def failed(self, what: str, error: BaseException) -> None:
         """Said once per outage when the database is unreachable; a bug every time."""
-        if not isinstance(error, UNREACHABLE):
+        if not is_unreachable(error):
             self._log.error("%s failed", what, exc_info=error, extra={"action": "loop_failed"})
             return
         if self._down_since is None:
