@@ -63,6 +63,7 @@ class TcpProxy:
             pipe = asyncio.create_task(_pipe(source, sink))
             self._pipes.add(pipe)
             pipe.add_done_callback(self._pipes.discard)
+            pipe.add_done_callback(lambda _, sink=sink: self._writers.discard(sink))
 
     async def aclose(self) -> None:
         await self.cut()

@@ -171,6 +171,9 @@ async def test_fragments_do_not_hide_a_field_from_the_role_check(secured: Keys) 
     response = await secured.post(
         document, {"job": variables["job"]}, key=secured.secrets["viewer-key"]
     )
+    # Refused as a whole before it ran (403, no data), not only by the field's own check.
+    assert response.status_code == 403
+    assert response.json()["data"] is None
     assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     counts, _ = await _snapshot(secured)
     assert counts["jobs"] == 1

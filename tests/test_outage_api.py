@@ -62,9 +62,7 @@ async def test_requests_fail_fast_with_unavailable_and_recover(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_a_locked_sqlite_file_refuses_writes_as_unavailable(
-    database_url: str, tmp_path: Any
-) -> None:
+async def test_a_locked_sqlite_file_refuses_writes_as_unavailable(database_url: str) -> None:
     import asyncio
     import sqlite3
 
