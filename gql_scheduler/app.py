@@ -223,6 +223,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         readiness=ReadinessService(
             api_database,
             {"scheduler": lambda: engine.running, "broker": lambda: broker.listening},
+            engine_outage=database.outage,
         ),
         api_keys=ApiKeyService(api_database, clock, refresh_seconds=settings.auth_refresh_seconds),
         server=server,

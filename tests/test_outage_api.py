@@ -103,3 +103,22 @@ def test_only_errors_of_reaching_the_database_count_as_unavailable() -> None:
     assert is_unreachable(operational("database or disk is full"))
     assert not is_unreachable(operational("no such table: executions"))  # a bug
     assert not is_unreachable(ValueError("a bug"))
+    assert is_unreachable(sqlite3.OperationalError("database or disk is full"))  # raw, too
+
+
+def test_a_read_does_not_end_an_outage_of_writes_only() -> None:
+    import sqlite3
+
+    from gql_scheduler.store.outages import OutageLog
+
+    log = OutageLog(logging.getLogger("test.outages"))
+    log.failed("claiming", sqlite3.OperationalError("database or disk is full"))
+    log.succeeded(wrote=False)  # a full disk still reads
+    assert log.down
+    assert "disk is full" in log.reason
+    log.succeeded()
+    assert not log.down
+
+    log.failed("claiming", ConnectionRefusedError(111, "Connect call failed"))
+    log.succeeded(wrote=False)  # a server that answers a read is back
+    assert not log.down

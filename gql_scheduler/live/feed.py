@@ -137,7 +137,7 @@ class EventFeed:
             except Exception as error:  # the feed outlives a failed read; the next wake retries
                 self.database.outage.failed("reading the event outbox", error)
             else:
-                self.database.outage.succeeded()
+                self.database.outage.succeeded(wrote=False)
 
     async def _catch_up(self) -> None:
         while True:

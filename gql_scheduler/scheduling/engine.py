@@ -206,7 +206,7 @@ class Engine:
                     await self._resync(job_id)
         for job_id in set(self._jobs) - seen:
             await self._resync(job_id)
-        self.outage.succeeded()  # it read every job: the database answers
+        self.outage.succeeded(wrote=False)  # it read every job: the database answers
 
     async def _version_pages(self) -> AsyncIterator[list[tuple[str, str, int]]]:
         """Every job's (id, state, version), a page per short read: with 100,000 jobs one
@@ -227,7 +227,7 @@ class Engine:
             startable = await TransitionRepository(connection).startable(
                 now=self.clock.now(), limit=200
             )
-        self.outage.succeeded()
+        self.outage.succeeded(wrote=False)
         for execution_id, job_id in startable:
             self.dispatcher.submit(execution_id, job_id)
 

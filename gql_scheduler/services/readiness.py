@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gql_scheduler.store import migrations
 from gql_scheduler.store.database import Database
+from gql_scheduler.store.outages import OutageLog
 
 DATABASE = "database"
 MIGRATIONS = "migrations"
@@ -37,9 +38,13 @@ class ReadinessService:
         database: Database,
         components: Mapping[str, Callable[[], bool]],
         *,
+        engine_outage: OutageLog | None = None,
         timeout_seconds: float = 2.0,
     ) -> None:
         self.database = database
+        # A database can answer reads and still refuse the engine's writes (a full disk, a
+        # locked or read-only SQLite file): then nothing is scheduled, so it is not ready.
+        self.engine_outage = engine_outage
         self.components = components  # name -> whether it is up (the engine, the broker)
         self.timeout_seconds = timeout_seconds
         self.head = migrations.head_revision()
@@ -49,6 +54,11 @@ class ReadinessService:
         problems: list[str] = []
         revision = await self._revision(problems)
         checks[DATABASE] = revision is not False
+        if checks[DATABASE] and self.engine_outage is not None and self.engine_outage.down:
+            checks[DATABASE] = False
+            problems.append(
+                f"the database refuses the engine's writes ({self.engine_outage.reason})"
+            )
         checks[MIGRATIONS] = revision == self.head
         if checks[DATABASE] and not checks[MIGRATIONS]:
             problems.append(

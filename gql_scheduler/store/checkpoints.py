@@ -17,6 +17,8 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from gql_scheduler.store.outages import OutageLog, is_unreachable
+
 log = logging.getLogger("gql_scheduler.store")
 
 # Pages (of 4 KiB by default) after which a commit checkpoints by itself: only reached when
@@ -38,8 +40,10 @@ class WalCheckpointer:
         *,
         interval: float = CHECKPOINT_INTERVAL_SECONDS,
         busy_timeout_ms: int = 10_000,
+        outage: OutageLog | None = None,
     ) -> None:
         self.path = path
+        self.outage = outage
         self.interval = interval
         self.busy_timeout_ms = busy_timeout_ms
         self._written = asyncio.Event()
@@ -54,8 +58,11 @@ class WalCheckpointer:
             self._written.clear()
             try:
                 await asyncio.to_thread(self.checkpoint)
-            except sqlite3.Error:  # retried after the next write
-                log.exception("WAL checkpoint failed", extra={"action": "checkpoint_failed"})
+            except sqlite3.Error as error:  # retried after the next write
+                if self.outage is not None and is_unreachable(error):
+                    self.outage.failed("checkpointing the WAL", error)  # a full disk, say
+                else:
+                    log.exception("WAL checkpoint failed", extra={"action": "checkpoint_failed"})
             await asyncio.sleep(self.interval)
 
     def checkpoint(self) -> None:

@@ -57,7 +57,7 @@ class Database:
         self.outage = OutageLog(logging.getLogger("gql_scheduler.store"))
         path = sqlite_file(self.url.database) if self.is_sqlite else None
         # Checkpoints off the writers' path once `run()` is started (Container.start).
-        self.checkpointer = WalCheckpointer(path) if path is not None else None
+        self.checkpointer = WalCheckpointer(path, outage=self.outage) if path is not None else None
 
     def with_own_pool(self, *, size: int, timeout: float) -> Database:
         """The same database through a separate pool of at most `size` connections.

@@ -8,6 +8,7 @@ of any other kind are bugs, and keep their traceback every time.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
 import sqlalchemy as sa
@@ -39,22 +40,37 @@ _UNAVAILABLE_PHRASES = (
 )
 
 
+# Of those, the ones where reads still work: a read that succeeds does not end them.
+_WRITE_REFUSALS = ("database is locked", "readonly database", "disk is full")
+
+
 def is_unreachable(error: BaseException) -> bool:
     """Whether `error` says the database cannot be reached (now), rather than a bug."""
     if isinstance(error, _CONNECTION_ERRORS):
         return True
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
         return True
-    if isinstance(error, sa.exc.OperationalError):
-        text = str(error.orig or error).lower()
-        return any(phrase in text for phrase in _UNAVAILABLE_PHRASES)
+    if isinstance(error, sa.exc.OperationalError | sqlite3.OperationalError):
+        return any(phrase in _text_of(error) for phrase in _UNAVAILABLE_PHRASES)
     return False
+
+
+def refuses_writes_only(error: BaseException) -> bool:
+    """Whether `error` is SQLite refusing writes to a file it still reads."""
+    return is_unreachable(error) and any(phrase in _text_of(error) for phrase in _WRITE_REFUSALS)
+
+
+def _text_of(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    return str(orig or error).lower()
 
 
 class OutageLog:
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
         self._down_since: float | None = None
+        self._writes_refused = False
+        self.reason = ""  # what the failure said, while down
 
     @property
     def down(self) -> bool:
@@ -67,18 +83,22 @@ class OutageLog:
             return
         if self._down_since is None:
             self._down_since = time.monotonic()
+            self._writes_refused = refuses_writes_only(error)
+            self.reason = f"{what}: {' '.join(str(error).split())[:200]}"
             self._log.warning(
-                "the database is unreachable (%s: %s); occurrences stay owed from each job's "
+                "the database is unreachable (%s); occurrences stay owed from each job's "
                 "watermark and are settled by their misfire policy once it is back",
-                what,
-                " ".join(str(error).split())[:200],
+                self.reason,
                 extra={"action": "database_unreachable"},
             )
 
-    def succeeded(self) -> None:
-        if self._down_since is None:
+    def succeeded(self, *, wrote: bool = True) -> None:
+        """Something reached the database; `wrote=False` for reads, which do not end an
+        outage of writes only (a full disk still reads)."""
+        if self._down_since is None or (self._writes_refused and not wrote):
             return
         seconds, self._down_since = time.monotonic() - self._down_since, None
+        self.reason = ""
         self._log.info(
             "the database is reachable again after %.1f s",
             seconds,
