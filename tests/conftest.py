@@ -9,7 +9,9 @@ from sqlalchemy.engine import make_url
 from gql_scheduler.store import migrations
 from tests import databases
 from tests.graphql_client import GraphQLClient, running_client, settings_for
+from tests.live_server import LiveServer, live_server
 from tests.node_client import NodeClientLauncher, install_packages
+from tests.tcp_proxy import TcpProxy, tcp_proxy
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -104,3 +106,13 @@ async def client(database_url: str) -> AsyncIterator[GraphQLClient]:
 def node_client() -> NodeClientLauncher:
     """Starts the npm graphql-ws client; `npm ci` runs once, and only for a new lockfile."""
     return install_packages()
+
+
+@pytest.fixture
+async def behind_a_proxy(database_url: str) -> AsyncIterator[tuple[LiveServer, TcpProxy]]:
+    """A live server reaching its database through a TCP proxy the test can cut."""
+    async with (
+        tcp_proxy(database_url) as proxy,
+        live_server(settings_for(proxy.url_for(database_url))) as server,
+    ):
+        yield server, proxy

@@ -4,7 +4,6 @@ internal error or a traceback per request, and works again as soon as it is back
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,20 +12,11 @@ from tests import queries
 from tests.engine_helpers import poll
 from tests.graphql_client import settings_for
 from tests.live_server import LiveServer, live_server
-from tests.tcp_proxy import TcpProxy, tcp_proxy
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(90)
 
 QUERY = "{ jobs(first: 5) { totalCount } }"
-
-
-@pytest.fixture
-async def behind_a_proxy(database_url: str) -> AsyncIterator[tuple[LiveServer, TcpProxy]]:
-    async with (
-        tcp_proxy(database_url) as proxy,
-        live_server(settings_for(proxy.url_for(database_url))) as server,
-    ):
-        yield server, proxy
 
 
 async def post(server: LiveServer, query: str, variables: dict[str, Any] | None = None) -> Any:

@@ -14,7 +14,7 @@ from gql_scheduler.store.database import Database
 from tests.engine_helpers import poll
 from tests.graphql_client import settings_for
 from tests.live_server import LiveServer, live_server
-from tests.tcp_proxy import TcpProxy, tcp_proxy
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -70,15 +70,6 @@ async def test_a_component_that_is_down_is_named(database_url: str) -> None:
     assert not found.ready
     assert found.checks == {**READY_CHECKS, "scheduler": False}
     assert found.problems == ["the scheduler is not running"]
-
-
-@pytest.fixture
-async def behind_a_proxy(database_url: str) -> AsyncIterator[tuple[LiveServer, TcpProxy]]:
-    async with (
-        tcp_proxy(database_url) as proxy,
-        live_server(settings_for(proxy.url_for(database_url))) as running,
-    ):
-        yield running, proxy
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])  # SQLite has no network path to cut
