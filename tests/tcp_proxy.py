@@ -2,7 +2,8 @@
 
 The machine's PostgreSQL keeps running; only the path to it breaks. `cut()` closes every
 connection through the proxy and refuses new ones (connect fails at once, as it does for a
-server that is down); `restore()` lets them through again.
+server that is down); `stall()` keeps every connection open but passes nothing, as a
+network that drops packets (no error, no reply); `restore()` lets them through again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, LOCALHOST, self.port)
@@ -42,8 +45,13 @@ class TcpProxy:
             pipe.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
+    async def stall(self) -> None:
+        """Pass nothing more either way, and connect nothing new, until `restore()`."""
+        self._flowing.clear()
+
     async def restore(self) -> None:
-        """Listen again, on the same port."""
+        """Listen again, on the same port, and pass what waited."""
+        self._flowing.set()
         if self._server is None:
             await self.start()
 
@@ -53,6 +61,7 @@ class TcpProxy:
         return url.render_as_string(hide_password=False)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -60,7 +69,7 @@ class TcpProxy:
             return
         self._writers.update((writer, upstream_writer))
         for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
-            pipe = asyncio.create_task(_pipe(source, sink))
+            pipe = asyncio.create_task(_pipe(source, sink, self._flowing))
             self._pipes.add(pipe)
             pipe.add_done_callback(self._pipes.discard)
             pipe.add_done_callback(lambda _, sink=sink: self._writers.discard(sink))
@@ -69,9 +78,12 @@ class TcpProxy:
         await self.cut()
 
 
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+async def _pipe(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     try:
         while data := await source.read(_CHUNK):
+            await flowing.wait()
             sink.write(data)
             await sink.drain()
     except (OSError, asyncio.IncompleteReadError):

@@ -111,8 +111,9 @@ def test_kill_9_leaves_no_process_behind_and_recovery_runs_one_copy(
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])  # SQLite has no network path to cut
+@pytest.mark.parametrize("fault", ["cut", "stall"])
 async def test_runs_whose_leases_cannot_be_renewed_stop_before_another_copy_starts(
-    database_url: str,
+    database_url: str, fault: str
 ) -> None:
     from tests.engine_helpers import poll
     from tests.graphql_client import settings_for
@@ -146,7 +147,8 @@ async def test_runs_whose_leases_cannot_be_renewed_stop_before_another_copy_star
                 job_id = job["createJob"]["job"]["id"]
                 await server.data(TRIGGER_JOB, {"id": job_id})
                 await poll(running_copies, lambda count: count == 1, within=SETTLE_TIMEOUT)
-                await proxy.cut()  # this instance lives on, but cannot reach its database
+                # This instance lives on, but its database refuses it, or never answers.
+                await (proxy.cut() if fault == "cut" else proxy.stall())
                 await poll(running_copies, lambda count: count == 0, within=SETTLE_TIMEOUT)
                 await proxy.restore()
                 # Recovered (the lease expired) and run again: one copy, never two.

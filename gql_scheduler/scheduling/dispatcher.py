@@ -306,11 +306,14 @@ class Dispatcher:
             return
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
         try:
-            async with self.database.write() as connection:
+            async with (
+                asyncio.timeout(self._fence.renewal_timeout),
+                self.database.write() as connection,
+            ):
                 cancelled = await TransitionRepository(connection).renew_leases(
                     ids, instance=self.settings.instance, lease_until=lease_until
                 )
-        except (OSError, SQLAlchemyError):
+        except (OSError, SQLAlchemyError):  # TimeoutError is an OSError
             if self._fence.must_stop(self.clock.now()):
                 log.warning(
                     "leases cannot be renewed: stopping %d runs before another instance may "

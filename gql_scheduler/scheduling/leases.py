@@ -69,6 +69,13 @@ class LeaseFence:
         self._lease = timedelta(seconds=lease_seconds)
         self._renew_every = timedelta(seconds=renew_every)
 
+    @property
+    def renewal_timeout(self) -> float:
+        """Seconds a renewal may take before it counts as failed: the next one is due by
+        then, and a database that stops answering (no error, no reply) would otherwise
+        hold the renewal past the leases' expiry, with the runs still going."""
+        return self._renew_every.total_seconds()
+
     def renewed(self, at: datetime) -> None:
         self._renewed_at = at
 
