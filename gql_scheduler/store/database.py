@@ -32,6 +32,9 @@ WRITE_OPTION = "gql_scheduler_write"
 # another process holds locked: a request fails fast with UNAVAILABLE instead of hanging
 # (asyncpg's default is 60 s, the engine's SQLite busy timeout 10 s).
 API_CONNECT_TIMEOUT = 3.0
+# And on PostgreSQL no API statement waits longer than this for its answer: a server cut
+# off without a word (no reset, no reply) would otherwise hold the request for good.
+API_STATEMENT_TIMEOUT = 5.0
 UNAVAILABLE_MESSAGE = "the database is unavailable; try again shortly"
 
 # Told, after each commit that wrote events or output, which signals it carried.
@@ -73,7 +76,12 @@ class Database:
         connect: dict[str, Any] = (
             {"busy_timeout_ms": int(API_CONNECT_TIMEOUT * 1000)}
             if self.is_sqlite
-            else {"connect_args": {"timeout": API_CONNECT_TIMEOUT}}
+            else {
+                "connect_args": {
+                    "timeout": API_CONNECT_TIMEOUT,
+                    "command_timeout": API_STATEMENT_TIMEOUT,
+                }
+            }
         )
         other.engine = create_engine(
             self.url.render_as_string(hide_password=False),
