@@ -110,6 +110,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     from gql_scheduler.app import create_app, uvicorn_options
     from gql_scheduler.http_server import CleanExitServer
     from gql_scheduler.logs import configure_logging
+    from gql_scheduler.store import migrations
 
     overrides = {
         key: value
@@ -118,10 +119,15 @@ def _serve(arguments: argparse.Namespace) -> int:
     }
     settings: Settings = load_settings(**overrides)
     _refuse_unprotected(settings)
+    # Migrated here, before the server starts: a database it cannot use (a read-only file,
+    # a server that refuses) is then one line and exit status 1, not a traceback from the
+    # server's start-up.
     if arguments.no_migrate:
         _require_current_schema(settings.database_url)
+    else:
+        migrations.upgrade(settings.database_url)
     configure_logging(settings.log_level.value, settings.log_format.value)
-    app = create_app(settings, apply_migrations=not arguments.no_migrate, freeze_heap=True)
+    app = create_app(settings, apply_migrations=False, freeze_heap=True)
     where = "GraphiQL" if settings.graphiql_served else "GraphQL API"
     print(
         f"gql-scheduler: {where} at http://{settings.host}:{settings.port}/graphql "

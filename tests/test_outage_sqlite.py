@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from gql_scheduler.store import migrations
 from tests.processes import (
     clean_environment,
     free_port,
@@ -196,3 +197,24 @@ def test_a_full_disk_loses_no_occurrence_whatever_the_policy(tmp_path: Path) -> 
     assert logs.count("the database is unreachable") == 1, logs
     assert logs.count("the database is reachable again") == 1, logs
     assert "Traceback" not in logs, logs
+
+
+@needs_unshare
+@pytest.mark.parametrize("exists", [False, True], ids=["new-file", "existing-file"])
+def test_serve_on_a_read_only_folder_says_so_in_one_line(tmp_path: Path, exists: bool) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    url = f"sqlite+aiosqlite:///{folder / 'scheduler.db'}"
+    if exists:
+        migrations.upgrade(url)
+    read_only_then_serve = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    command = [
+        "unshare", "--map-root-user", "--mount", "--propagation", "private",
+        "sh", "-c", read_only_then_serve, str(folder), *MODULE, "serve",
+    ]  # fmt: skip
+    env = clean_environment(GQL_SCHEDULER_DATABASE_URL=url, GQL_SCHEDULER_PORT=str(free_port()))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done
+    [line] = done.stderr.splitlines()
+    assert line.startswith("gql-scheduler: "), line
+    assert "unable to open database file" in line, line
