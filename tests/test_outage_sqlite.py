@@ -18,8 +18,9 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from io import FileIO
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 
@@ -94,16 +95,16 @@ def serve_on_small_disk(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
 def fill(folder: Path) -> Path:
     """Write a ballast file until the file system is full."""
     ballast = folder / "ballast"
-    with ballast.open("wb") as out:
+    # Unbuffered: a buffered file keeps what did not fit and fails again when it closes.
+    with ballast.open("wb", buffering=0) as out:
         assert _write_until_refused(out) == errno.ENOSPC
     return ballast
 
 
-def _write_until_refused(out: BinaryIO) -> int | None:
+def _write_until_refused(out: FileIO) -> int | None:
     while True:
         try:
             out.write(CHUNK)
-            out.flush()
         except OSError as error:
             return error.errno
 

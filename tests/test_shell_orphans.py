@@ -99,6 +99,12 @@ def test_kill_9_leaves_no_process_behind_and_recovery_runs_one_copy(
                 describe=lambda: table([run for job in lost for run in executions(b, job)]),
                 alive=[b.started],
             )
+            # RUNNING is recorded as the supervisor starts: its shell forks the sleeps soon after.
+            wait_for(
+                lambda: len(sleeps(marker)) >= 2 * JOBS,
+                timeout=SETTLE_TIMEOUT,
+                describe=lambda: "\n".join(copies(marker)),
+            )
             assert len(sleeps(marker)) == 2 * JOBS, "\n".join(copies(marker))
             for job, lost_id in lost.items():
                 assert execution(b, lost_id).status not in LIVE, table(executions(b, job))
