@@ -365,8 +365,9 @@ async def test_a_lost_run_does_not_block_skip_overlap(database_url: str) -> None
 async def test_a_one_off_time_that_passed_while_down_is_recovered(database_url: str) -> None:
     settings = settings_for(database_url, misfire_grace_seconds=0.2)
     async with running_client(settings) as client:
-        # Measured once the service is up: starting it may take a while on a busy machine.
-        at = datetime.now(UTC) + timedelta(seconds=1)
+        # Measured once the service is up: starting it may take a while on a busy machine,
+        # and so may creating the job and stopping the engine (over 1 s seen in CI).
+        at = datetime.now(UTC) + timedelta(seconds=3)
         job_id = await create_job(
             client, schedules=[{"once": {"at": at.isoformat()}}], paused=False
         )

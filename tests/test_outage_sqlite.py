@@ -34,7 +34,7 @@ from tests.processes import (
     wait_for,
     wait_until_answers,
 )
-from tests.test_engine_processes import CREATE_JOB, MODULE, Server
+from tests.test_engine_processes import CREATE_JOB, EXECUTION, MODULE, TRIGGER_JOB, Server
 from tests.test_outage_engine import (
     HISTORY,
     OCCURRENCES,
@@ -48,6 +48,7 @@ pytestmark = pytest.mark.timeout(120)
 
 FILE_SYSTEM_BYTES = 8 * 1024 * 1024
 OUTAGE = timedelta(seconds=4)
+RUN_SECONDS = 2.0  # ends inside the outage
 CHUNK = b"\0" * 65536
 
 
@@ -124,6 +125,23 @@ def create_jobs(server: Server, anchor: datetime) -> dict[str, str]:
     return ids
 
 
+def start_a_run_that_ends_while_full(server: Server) -> str:
+    """A run that is going when the disk fills, and ends before it is freed."""
+    job = {
+        "name": "ends-while-full",
+        "schedules": [{"cron": {"expression": "0 9 * * 1"}}],
+        "action": {"handler": {"name": "sleep", "args": {"seconds": RUN_SECONDS}}},
+    }
+    job_id = server.data(CREATE_JOB, {"input": job})["createJob"]["job"]["id"]
+    execution_id: str = server.data(TRIGGER_JOB, {"id": job_id})["triggerJob"]["execution"]["id"]
+    wait_for(
+        lambda: server.data(EXECUTION, {"id": execution_id})["execution"]["status"] == "RUNNING",
+        timeout=10,
+        describe=server.logs,
+    )
+    return execution_id
+
+
 def history(server: Server, job_id: str) -> list[dict[str, Any]]:
     edges = server.data(HISTORY, {"jobId": job_id})["executions"]["edges"]
     runs = [edge["node"] for edge in edges if edge["node"]["trigger"] in OCCURRENCES]
@@ -174,6 +192,7 @@ def test_a_full_disk_loses_no_occurrence_whatever_the_policy(tmp_path: Path) -> 
         anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
         ids = create_jobs(server, anchor)
         wait_until(server, anchor + 2 * STEP)
+        ending = start_a_run_that_ends_while_full(server)
         full_at = datetime.now(UTC)
         ballast = fill(disk)
         refused_at = refusals_while_full(server)
@@ -190,9 +209,11 @@ def test_a_full_disk_loses_no_occurrence_whatever_the_policy(tmp_path: Path) -> 
             return found if len(last) == len(ids) and min(last) >= settled_at else None
 
         found = wait_for(through_settled, timeout=30, describe=server.logs, alive=[server.started])
+        ended = server.data(EXECUTION, {"id": ending})["execution"]
         ready = server.client.get(f"{server.base_url}/readyz")
         logs = server.logs()
     assert ready.status_code == 200, ready.text
+    assert ended["status"] == "SUCCEEDED", ended  # its end was kept until it could be written
     inside = (refused_at, freed_at - STEP - RETRIED)  # nobody could claim these
     assert_every_occurrence_settled(found, inside)
     assert logs.count("the database is unreachable") == 1, logs

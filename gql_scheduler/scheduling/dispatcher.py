@@ -33,6 +33,7 @@ from gql_scheduler.scheduling.starts import (
     start_batch,
 )
 from gql_scheduler.store.database import Database
+from gql_scheduler.store.outages import is_unreachable
 from gql_scheduler.store.transitions import TransitionRepository
 from gql_scheduler.tasks import BackgroundTasks
 
@@ -42,6 +43,9 @@ SHUTDOWN_ERROR = "shutdown: instance {instance} stopped before the run ended"
 
 REPLACED = "cancelled: a newer run of the job replaced it"
 MAX_START_BATCH = 500
+# A run's end that could not be recorded is tried again after these, doubling in between.
+FINISH_RETRY_FIRST_SECONDS = 0.2
+FINISH_RETRY_MAX_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +262,19 @@ class Dispatcher:
         await self._finisher.finish([request])
 
     async def _finish(self, request: FinishRequest) -> None:
-        retry = await self._finishes.submit(request)
+        """Record a run's end; while the database cannot take it (down, a full disk), keep
+        it and try again, so that the end of work that ran is not lost to an outage."""
+        wait = FINISH_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                retry = await self._finishes.submit(request)
+                break
+            except Exception as error:
+                if not is_unreachable(error):
+                    raise
+                self.database.outage.failed("recording a run's end", error)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, FINISH_RETRY_MAX_SECONDS)
         if retry is not None:
             self.submit_at(retry.id, retry.job_id, retry.run_after or self.clock.now())
 
