@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     fire.add_argument("--jobs", type=int, default=2000)
     fire.add_argument("--seconds", type=float, default=10.0)
     fire.add_argument("--every", type=float, default=1.0, help="each job's interval (s)")
+    fire.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to make a scratch database on (default: a temporary SQLite file)",
+    )
     fire.set_defaults(run=_bench_fire)
     load = kinds.add_parser("load", help="time to load and arm many cron jobs")
     load.add_argument("--jobs", type=int, default=100_000)
@@ -73,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     fanout.add_argument("--rate", type=float, default=20.0, help="events published per second")
     fanout.add_argument("--seconds", type=float, default=10.0)
     fanout.set_defaults(run=_bench_fanout)
+    cluster = kinds.add_parser("cluster", help="N serve processes sharing one PostgreSQL")
+    cluster.add_argument("--instances", type=int, default=2)
+    cluster.add_argument("--jobs", type=int, default=500, help="noop jobs, each every 1 s")
+    cluster.add_argument("--seconds", type=float, default=15.0)
+    cluster.add_argument(
+        "--database-url", help="the PostgreSQL server to make scratch databases on"
+    )
+    cluster.set_defaults(run=_bench_cluster)
     mixed = kinds.add_parser("mixed", help="firing drift while API clients load the service")
     mixed.add_argument("--jobs", type=int, default=500, help="noop jobs, each every 1 s")
     mixed.add_argument("--clients", type=int, default=50)
@@ -163,7 +175,7 @@ def _migrate(arguments: argparse.Namespace) -> int:
 def _bench_fire(arguments: argparse.Namespace) -> int:
     from gql_scheduler.bench import fire
 
-    print(fire.run_fire(arguments.jobs, arguments.seconds, arguments.every))
+    print(fire.run_fire(arguments.jobs, arguments.seconds, arguments.every, arguments.database_url))
     return 0
 
 
@@ -178,6 +190,17 @@ def _bench_fanout(arguments: argparse.Namespace) -> int:
     from gql_scheduler.bench import fanout
 
     print(fanout.run_fanout(arguments.subscribers, arguments.rate, arguments.seconds))
+    return 0
+
+
+def _bench_cluster(arguments: argparse.Namespace) -> int:
+    from gql_scheduler.bench import cluster
+
+    print(
+        cluster.run_cluster(
+            arguments.instances, arguments.jobs, arguments.seconds, arguments.database_url
+        )
+    )
     return 0
 
 

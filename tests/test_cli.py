@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.databases import sqlite_url
+from tests.databases import postgres_admin_url, sqlite_url
 from tests.processes import (
     LOCALHOST,
     STOP_TIMEOUT,
@@ -327,12 +327,65 @@ def test_bench_fire_and_load_run_both_sides_and_clean_up(tmp_path: Path, workdir
         assert "/s  drift p50" in line, fire.stdout
         assert "worst 5 s p99" in line, fire.stdout
     assert "ratio (gql-scheduler / bare APScheduler)" in fire.stdout
+    assert "CPU per execution" in fire.stdout, fire.stdout
+    for line in (ours, baseline):
+        cost = next(other for other in lines if other.startswith(line[:26]) and "CPU" in other)
+        assert "us per execution" in cost, fire.stdout
+        assert "SKIPPED 0  MISSED 0" in cost, fire.stdout
     load = run_cli([*MODULE, "bench", "load", "--jobs", "200"], cwd=workdir, env=env)
     assert load.returncode == 0, load.stderr
     assert "200 active cron jobs loaded and armed" in load.stdout, load.stdout
     assert "reconcile pass" in load.stdout, load.stdout
     assert "ratio (gql-scheduler / bare APScheduler)" in load.stdout, load.stdout
     assert list(temporary.iterdir()) == []
+    assert list(workdir.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_bench_fire_runs_on_postgresql_on_a_database_of_its_own(
+    tmp_path: Path, workdir: Path, postgres_available: bool
+) -> None:
+    if not postgres_available:
+        pytest.skip("PostgreSQL tests are skipped on this machine")
+    server = postgres_admin_url()
+    arguments = ["--jobs", "20", "--seconds", "1.5", "--every", "0.25", "--database-url", server]
+    fire = run_cli([*MODULE, "bench", "fire", *arguments], cwd=workdir, env=clean_environment())
+    assert fire.returncode == 0, fire.stderr
+    lines = [line for line in fire.stdout.splitlines() if line.startswith("gql-scheduler (Pos")]
+    assert len(lines) == 2, fire.stdout
+    assert "/s  drift p50" in lines[0], fire.stdout
+    assert "deadlocks 0" in lines[1], fire.stdout
+    assert "SKIPPED 0  MISSED 0" in lines[1], fire.stdout
+    assert list(workdir.iterdir()) == []
+
+
+@pytest.mark.timeout(180)
+def test_bench_cluster_runs_one_and_two_instances_without_duplicates(
+    tmp_path: Path, workdir: Path, postgres_available: bool
+) -> None:
+    if not postgres_available:
+        pytest.skip("PostgreSQL tests are skipped on this machine")
+    arguments = ["--instances", "2", "--jobs", "20", "--seconds", "4"]
+    arguments += ["--database-url", postgres_admin_url()]
+    cluster = subprocess.run(
+        [*MODULE, "bench", "cluster", *arguments],
+        cwd=workdir,
+        env=clean_environment(TMPDIR=str(tmp_path)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert cluster.returncode == 0, cluster.stderr
+    heads = [line for line in cluster.stdout.splitlines() if "executions/s" in line]
+    assert [line.split()[0] for line in heads] == ["1", "2"], cluster.stdout
+    for line in heads:
+        assert "duplicates 0  deadlocks 0" in line, line
+        assert "SKIPPED 0  MISSED 0" in line, line
+    assert "instance-1" in cluster.stdout, cluster.stdout
+    assert "instance-2" in cluster.stdout, cluster.stdout
+    assert "CPU per execution: instances" in cluster.stdout, cluster.stdout
     assert list(workdir.iterdir()) == []
 
 

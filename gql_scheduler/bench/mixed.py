@@ -11,30 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from gql_scheduler.app import Container, create_app, uvicorn_options
 from gql_scheduler.bench.common import CLOCK, insert_jobs, noop_job, percentile
+from gql_scheduler.bench.databases import postgres_server, scratch_database
 from gql_scheduler.bench.serving import LOCALHOST, serving
 from gql_scheduler.domain.schedules import IntervalSchedule
 from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
 from gql_scheduler.store.tables import executions
 
-POSTGRES_VARIABLE = "GQL_SCHEDULER_BENCH_POSTGRES_URL"
-DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 EVERY = 1.0
 LEAD_SECONDS = 5.0  # from the jobs' insertion to their first run: start-up and the clients'
 WARM_UP_SECONDS = 2.0
@@ -170,21 +165,6 @@ async def _firing(
     )
 
 
-@asynccontextmanager
-async def postgres_database() -> AsyncIterator[str]:
-    """A database of its own on the bench's PostgreSQL server, dropped afterwards."""
-    admin = make_url(os.environ.get(POSTGRES_VARIABLE, DEFAULT_POSTGRES))
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"gqls_bench_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.close()
-
-
 async def backend_pair(
     backend: str, jobs: int, seconds: float, clients: int
 ) -> tuple[Firing, Firing, ApiLoad | None]:
@@ -196,7 +176,7 @@ async def backend_pair(
                 url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
                 results.append(await firing_run(url, jobs, seconds, load, Path(folder)))
             else:
-                async with postgres_database() as url:
+                async with scratch_database(postgres_server()) as url:
                     results.append(await firing_run(url, jobs, seconds, load, Path(folder)))
     (quiet, _), (loaded, api) = results
     return quiet, loaded, api

@@ -60,7 +60,8 @@ async def claim_occurrences(
     """
     async with database.write() as connection:
         jobs = JobRepository(connection)
-        stored = await jobs.states_of([job.id for job, _ in due])
+        # Their rows locked first, in id order (JobRepository.lock_versions says why).
+        stored = await jobs.states_of([job.id for job, _ in due], lock=True)
         # Paused, completed or deleted since the timer was armed: not claimed.
         live = [(job, at) for job, at in due if job.id in stored and stored[job.id][0] is _ACTIVE]
         claimed = await TransitionRepository(connection).claim(

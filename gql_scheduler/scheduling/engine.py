@@ -7,8 +7,10 @@ when a job changes, and a reconcile loop catches whatever a notification missed.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -54,6 +56,15 @@ class Engine:
         self.timers = Timers(self._on_fire, now=clock.now)
         self._jobs: dict[str, Job] = {}
         self._fired: asyncio.Queue[tuple[str, datetime]] = asyncio.Queue()
+        # Per job, occurrences its timer fired that are not yet claimed (queued behind a
+        # backlog, or in a claim under way). They are late, not missed: the catch-up must
+        # leave those jobs alone, or past capacity it records as MISSED what the claim
+        # queue was about to run.
+        self._unclaimed: collections.Counter[str] = collections.Counter()
+        # And the latest of those: a job re-armed meanwhile starts after it, not from its
+        # stored watermark (which those claims have yet to move), or its timer would fire
+        # them all again at once.
+        self._latest_unclaimed: dict[str, datetime] = {}
         self._loops = BackgroundTasks()
         self.outage = database.outage
 
@@ -127,16 +138,35 @@ class Engine:
                 return
             job = refreshed
         self._jobs[job.id] = job
+        latest = self._latest_unclaimed.get(job.id)
+        if latest is not None and (job.watermark is None or job.watermark < latest):
+            job = dataclasses.replace(job, watermark=latest)  # for the timer only
         self.timers.arm(job)
 
     def _has_missed(self, job: Job, now: datetime) -> bool:
-        """Whether occurrences went unfired since the watermark (cheap test first)."""
+        """Whether occurrences went unfired since the watermark (cheap test first); not
+        while some it fired are still to be claimed (they move the watermark)."""
+        if self._unclaimed[job.id]:
+            return False
         grace = timedelta(seconds=self.settings.misfire_grace_seconds)
         stale = job.next_run_at is None or job.next_run_at < now - grace
         return stale and bool(misfires.missed_occurrences(job, now=now, grace=grace))
 
     def _on_fire(self, job_id: str, scheduled_for: datetime) -> None:
+        self._unclaimed[job_id] += 1
+        latest = self._latest_unclaimed.get(job_id)
+        if latest is None or scheduled_for > latest:
+            self._latest_unclaimed[job_id] = scheduled_for
         self._fired.put_nowait((job_id, scheduled_for))
+
+    def _claimed(self, job_ids: Iterable[str]) -> None:
+        """Their claims ended, won, lost or given up (the occurrences then stay owed in the
+        store, for the catch-up to settle)."""
+        for job_id in job_ids:
+            self._unclaimed[job_id] -= 1
+            if self._unclaimed[job_id] <= 0:
+                del self._unclaimed[job_id]
+                self._latest_unclaimed.pop(job_id, None)
 
     # ------------------------------------------------------------------ claims
     async def _claim_loop(self) -> None:
@@ -145,22 +175,27 @@ class Engine:
             while len(batch) < CLAIM_BATCH and not self._fired.empty():
                 batch.append(self._fired.get_nowait())
             due = self._due_now(batch)
-            if due:
-                try:
-                    await self._claim(due)
-                except Exception as error:
-                    # A database hiccup: try once more shortly, so the runs stay on time if
-                    # it passes. After that they stay owed: the watermark has not moved
-                    # over them, and the reconcile loop settles them by misfire policy.
-                    self.outage.failed("claiming", error)
-                    self.dispatcher.spawn(self._claim_again(due))
+            if not due:
+                continue
+            try:
+                await self._claim(due)
+            except Exception as error:
+                # A database hiccup: try once more shortly, so the runs stay on time if
+                # it passes. After that they stay owed: the watermark has not moved
+                # over them, and the reconcile loop settles them by misfire policy.
+                self.outage.failed("claiming", error)
+                self.dispatcher.spawn(self._claim_again(due))
+            else:
+                self._claimed(job.id for job, _ in due)
 
     async def _claim_again(self, due: list[tuple[Job, datetime]]) -> None:
-        await asyncio.sleep(CLAIM_RETRY_SECONDS)
         try:
+            await asyncio.sleep(CLAIM_RETRY_SECONDS)
             await self._claim(due)
         except Exception as error:
             self.outage.failed("claiming", error)
+        finally:
+            self._claimed(job.id for job, _ in due)
 
     def _due_now(self, batch: list[tuple[str, datetime]]) -> list[tuple[Job, datetime]]:
         """Occurrences to claim now; jittered ones are claimed after their delay."""
@@ -168,6 +203,7 @@ class Engine:
         for job_id, scheduled_for in batch:
             job = self._jobs.get(job_id)
             if job is None:
+                self._claimed([job_id])
                 continue
             delay = jitter_offset(job.id, scheduled_for, job.spec.jitter_seconds)
             if delay:
@@ -177,8 +213,11 @@ class Engine:
         return due
 
     async def _claim_later(self, job: Job, scheduled_for: datetime, delay: timedelta) -> None:
-        await asyncio.sleep(delay.total_seconds())
-        await self._claim([(job, scheduled_for)])
+        try:
+            await asyncio.sleep(delay.total_seconds())
+            await self._claim([(job, scheduled_for)])
+        finally:
+            self._claimed([job.id])
 
     async def _claim(self, due: list[tuple[Job, datetime]]) -> None:
         claimed = await claims.claim_occurrences(

@@ -129,19 +129,29 @@ class JobRepository:
         return [_job_from_row(row, tags) for row in rows]
 
     async def states_of(
-        self, job_ids: Sequence[str]
+        self, job_ids: Sequence[str], *, lock: bool = False
     ) -> dict[str, tuple[JobState, datetime | None]]:
-        """Each job's state and watermark, as stored now."""
+        """Each job's state and watermark, as stored now; with `lock`, their rows locked
+        (on PostgreSQL) for the rest of the transaction, in id order (`lock_versions`)."""
         if not job_ids:
             return {}
         query = sa.select(jobs.c.id, jobs.c.state, jobs.c.watermark).where(
             jobs.c.id.in_(set(job_ids))
         )
+        if lock and self.connection.dialect.name == "postgresql":
+            query = query.order_by(jobs.c.id).with_for_update(key_share=True)
         rows = await self.connection.execute(query)
         return {row.id: (JobState(row.state), row.watermark) for row in rows}
 
     async def lock_versions(self, job_ids: Sequence[str]) -> dict[str, int]:
-        """The jobs' versions, their rows locked on PostgreSQL (in id order: no deadlock)."""
+        """The jobs' versions, their rows locked on PostgreSQL.
+
+        Every engine transaction locks the job rows it will touch first, all at once, in id
+        order, and as FOR NO KEY UPDATE: it then never waits holding a lock another waits
+        on (a claim updating watermarks in firing order against a start locking in id order
+        deadlocked), and it does not conflict with the KEY SHARE locks that inserting an
+        execution takes on its job.
+        """
         if not job_ids:
             return {}
         query = (
@@ -150,7 +160,7 @@ class JobRepository:
             .order_by(jobs.c.id)
         )
         if self.connection.dialect.name == "postgresql":
-            query = query.with_for_update()
+            query = query.with_for_update(key_share=True)
         return {row.id: row.version for row in await self.connection.execute(query)}
 
     async def versions_page(self, *, after: str, limit: int) -> list[tuple[str, str, int]]:
@@ -185,7 +195,7 @@ class JobRepository:
             .values(watermark=sa.bindparam("fired_at"), next_run_at=sa.bindparam("next_at")),
             [
                 {"job_id": job_id, "fired_at": at, "next_at": following}
-                for job_id, at, following in fired
+                for job_id, at, following in sorted(fired, key=_by_job_id)
             ],
         )
 
@@ -363,3 +373,7 @@ def _key_values(job: Job, order: JobOrder) -> list[Any]:
     if order is JobOrder.NEXT_RUN_ASC:
         return [job.next_run_at or _NEVER, job.id]
     return [job.spec.name, job.id]
+
+
+def _by_job_id(row: tuple[str, datetime, datetime | None]) -> str:
+    return row[0]
