@@ -185,6 +185,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             lease_seconds=settings.lease_seconds,
             reconcile_seconds=settings.reconcile_seconds,
             misfire_grace_seconds=settings.misfire_grace_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
         ),
     )
     policy = ServerPolicy(

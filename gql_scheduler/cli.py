@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     fanout.add_argument("--rate", type=float, default=20.0, help="events published per second")
     fanout.add_argument("--seconds", type=float, default=10.0)
     fanout.set_defaults(run=_bench_fanout)
+    burst = kinds.add_parser("burst", help="many jobs due in the same second")
+    burst.add_argument("--jobs", type=int, default=10_000)
+    burst.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to make a scratch database on (default: a temporary SQLite file)",
+    )
+    burst.set_defaults(run=_bench_burst)
     cluster = kinds.add_parser("cluster", help="N serve processes sharing one PostgreSQL")
     cluster.add_argument("--instances", type=int, default=2)
     cluster.add_argument("--jobs", type=int, default=500, help="noop jobs, each every 1 s")
@@ -190,6 +197,13 @@ def _bench_fanout(arguments: argparse.Namespace) -> int:
     from gql_scheduler.bench import fanout
 
     print(fanout.run_fanout(arguments.subscribers, arguments.rate, arguments.seconds))
+    return 0
+
+
+def _bench_burst(arguments: argparse.Namespace) -> int:
+    from gql_scheduler.bench import burst
+
+    print(burst.run_burst(arguments.jobs, arguments.database_url))
     return 0
 
 

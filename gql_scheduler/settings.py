@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=10.0, gt=0)
     # An occurrence nobody claimed this long after its time is a misfire.
     misfire_grace_seconds: float = Field(default=5.0, gt=0)
+    # How often each instance says it is alive and reads who else is (PostgreSQL): the
+    # live instances share the claims out (scheduling/membership.py).
+    heartbeat_seconds: float = Field(default=1.0, gt=0)
     # Events older than this are pruned; a subscription cannot resume from before them.
     event_retention_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
     # How often the event feed reads the outbox when no broker signal woke it: the safety

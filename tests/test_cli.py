@@ -359,6 +359,30 @@ def test_bench_fire_runs_on_postgresql_on_a_database_of_its_own(
     assert list(workdir.iterdir()) == []
 
 
+@pytest.mark.timeout(120)
+def test_bench_burst_runs_every_job_once_and_probes_the_api(tmp_path: Path, workdir: Path) -> None:
+    burst = subprocess.run(
+        [*MODULE, "bench", "burst", "--jobs", "100"],
+        cwd=workdir,
+        env=clean_environment(TMPDIR=str(tmp_path)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert burst.returncode == 0, burst.stderr
+    lines = burst.stdout.splitlines()
+    for side in ("gql-scheduler (SQLite)", "bare APScheduler"):
+        line = next(line for line in lines if line.startswith(side))
+        assert "every job exactly once: yes" in line, burst.stdout
+    for moment in ("before", "during"):
+        line = next(line for line in lines if line.startswith(f"API {moment} the burst"))
+        assert "failed 0" in line, burst.stdout
+    assert "the time to clear" in burst.stdout, burst.stdout
+    assert list(workdir.iterdir()) == []
+
+
 @pytest.mark.timeout(180)
 def test_bench_cluster_runs_one_and_two_instances_without_duplicates(
     tmp_path: Path, workdir: Path, postgres_available: bool

@@ -147,7 +147,7 @@ async def count(url: str, table: sa.Table) -> int:
 
 @both_backends
 async def test_migrations_build_the_models(migrated_url: str) -> None:
-    assert migrations.head_revision() == "0004"
+    assert migrations.head_revision() == "0005"
     assert await schema_diff(migrated_url) == []
 
 
@@ -320,7 +320,7 @@ async def test_upgrade_async_runs_inside_a_running_loop(empty_database_url: str)
     try:
         await migrations.upgrade_async(engine)
 
-        assert await migrations.current_revision_async(engine) == "0004"
+        assert await migrations.current_revision_async(engine) == "0005"
         # The server keeps using this engine: its connections must come back as they went.
         if engine.dialect.name == "sqlite":
             async with engine.connect() as connection:
@@ -382,7 +382,7 @@ def test_alembic_command_line_upgrades_from_the_checkout(tmp_path: Path) -> None
 
     _run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env)
 
-    assert migrations.current_revision(url) == "0004"
+    assert migrations.current_revision(url) == "0005"
     assert asyncio.run(schema_diff(url)) == []
 
 
@@ -417,7 +417,7 @@ def test_scripts_are_found_in_an_installed_package(tmp_path: Path) -> None:
 
     output = _run([sys.executable, "-c", script, url], cwd=tmp_path, env=_environment(site))
 
-    assert output.split() == [str(site / "gql_scheduler" / "migrations"), "0004"]
+    assert output.split() == [str(site / "gql_scheduler" / "migrations"), "0005"]
 
 
 # --- migrators take turns ---------------------------------------------------------------------
@@ -430,7 +430,7 @@ async def test_concurrent_upgrades_in_threads_both_succeed(empty_database_url: s
 
     await asyncio.wait_for(asyncio.gather(*upgrades), timeout=45)
 
-    assert await asyncio.to_thread(migrations.current_revision, empty_database_url) == "0004"
+    assert await asyncio.to_thread(migrations.current_revision, empty_database_url) == "0005"
     assert await schema_diff(empty_database_url) == []
 
 
@@ -471,7 +471,7 @@ def test_concurrent_upgrades_in_processes_both_succeed(empty_database_url: str) 
             process.wait()
 
     assert [process.returncode for process in processes] == [0, 0], [e[-3000:] for e in errors]
-    assert migrations.current_revision(empty_database_url) == "0004"
+    assert migrations.current_revision(empty_database_url) == "0005"
     assert asyncio.run(schema_diff(empty_database_url)) == []
 
 

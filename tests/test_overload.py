@@ -33,15 +33,19 @@ LEAD = timedelta(seconds=2)  # from the jobs' insertion to their first occurrenc
 DRAINED_WITHIN = 180.0
 
 
-def overload_jobs(first: datetime, now: datetime, count: int = JOBS) -> list[Job]:
+def overload_jobs(
+    first: datetime, now: datetime, count: int = JOBS, *, burst: bool = False
+) -> list[Job]:
+    """`count` jobs every EVERY seconds for FIRING, spread over one interval; or, as a
+    `burst`, each due once, all at `first`."""
     jobs = []
     for index in range(count):
-        anchor = first + timedelta(seconds=EVERY * index / count)
+        anchor = first if burst else first + timedelta(seconds=EVERY * index / count)
         spec = JobSpec(
             name=f"overload-{index}",
             schedules=(IntervalSchedule(EVERY, anchor),),
             action=HandlerAction("noop"),
-            end_at=first + FIRING,
+            end_at=first if burst else first + FIRING,
         )
         (next_run,) = upcoming_runs(spec.schedules, after=now, count=1)
         jobs.append(
@@ -100,10 +104,12 @@ def overloaded(database_url: str, instance: str) -> Container:
     return build_container(settings)
 
 
-async def insert(container: Container, count: int = JOBS) -> Counter[tuple[str, datetime]]:
+async def insert(
+    container: Container, count: int = JOBS, *, burst: bool = False
+) -> Counter[tuple[str, datetime]]:
     """`count` jobs, their occurrences starting after LEAD: the grid of those owed."""
     now = datetime.now(UTC)
-    jobs = overload_jobs(now + LEAD, now, count)
+    jobs = overload_jobs(now + LEAD, now, count, burst=burst)
     async with container.database.write() as connection:
         await JobRepository(connection).insert_many(jobs)
     return owed(jobs)
@@ -119,6 +125,18 @@ def assert_each_ran_once(rows: list[sa.Row], grid: Counter[tuple[str, datetime]]
 async def test_past_capacity_every_occurrence_runs_exactly_once(database_url: str) -> None:
     container = overloaded(database_url, "only")
     grid = await insert(container)
+    await container.start()
+    try:
+        rows = await wait_drained(container, sum(grid.values()))
+    finally:
+        await container.aclose()
+    assert_each_ran_once(rows, grid)
+
+
+async def test_a_burst_of_jobs_due_in_the_same_instant_runs_each_once(database_url: str) -> None:
+    container = overloaded(database_url, "only")
+    grid = await insert(container, 10_000, burst=True)
+    assert len({at for _, at in grid}) == 1
     await container.start()
     try:
         rows = await wait_drained(container, sum(grid.values()))

@@ -73,6 +73,9 @@ class Dispatcher:
         self.clock = clock
         self.settings = settings
         self._runs: dict[str, Run] = {}
+        # Runs here whose work is over and whose end waits for its group commit: a start
+        # decision must not take them for still going (OverlapBoard).
+        self._ended: set[str] = set()
         # Slots promised to start batches in flight, so that two of them cannot both fill
         # the same free slots.
         self._reserved = 0
@@ -174,6 +177,7 @@ class Dispatcher:
                 lease_seconds=self.settings.lease_seconds,
                 clock=self.clock,
                 job_cache=self._job_cache,
+                ended=self._ended,
             )
         finally:
             self._reserved -= len(take)
@@ -194,6 +198,7 @@ class Dispatcher:
             lease_seconds=self.settings.lease_seconds,
             clock=self.clock,
             job_cache=self._job_cache,
+            ended=self._ended,
         )
 
     def _started(self, request: StartRequest, result: StartResult) -> None:
@@ -232,12 +237,14 @@ class Dispatcher:
             except asyncio.CancelledError:
                 await asyncio.shield(self._record_interrupted(run, collector, output_writer))
                 raise
+            self._ended.add(execution.id)
             # Once handed to the group committer the outcome is recorded even if a stop
             # cancels this task while it waits.
             unwritten = await output_writer.close()
             await self._finish(FinishRequest(execution, job, outcome, tuple(unwritten)))
         finally:
             self._runs.pop(execution.id, None)
+            self._ended.discard(execution.id)
             run.done.set()
             self._wake_starter()  # a slot is free
         # BUFFER_ONE and CANCEL_RUNNING runs wait for this one: let them go now. (Runs

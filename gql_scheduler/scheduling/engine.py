@@ -21,8 +21,10 @@ from gql_scheduler.domain.schedules import jitter_offset
 from gql_scheduler.scheduling import claims, misfires
 from gql_scheduler.scheduling.dispatcher import Dispatcher
 from gql_scheduler.scheduling.leases import recover_expired_leases
+from gql_scheduler.scheduling.membership import Membership
 from gql_scheduler.scheduling.timers import Timers
 from gql_scheduler.store.database import Database
+from gql_scheduler.store.executions import ExecutionRepository
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
 from gql_scheduler.tasks import BackgroundTasks
@@ -43,6 +45,8 @@ class EngineSettings:
     sweep_seconds: float = 2.0
     # An occurrence nobody claimed this long after its time counts as missed.
     misfire_grace_seconds: float = 5.0
+    # How often an instance says it is alive and learns who else is (membership.py).
+    heartbeat_seconds: float = 1.0
 
 
 class Engine:
@@ -67,12 +71,22 @@ class Engine:
         self._latest_unclaimed: dict[str, datetime] = {}
         self._loops = BackgroundTasks()
         self.outage = database.outage
+        self.membership = Membership(
+            database, dispatcher.settings.instance, clock,
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )  # fmt: skip
+        # Others' occurrences, fired here too, claimed here only if still unrecorded once
+        # membership.takeover_after has passed (they stay counted in _unclaimed till then).
+        self._standby: list[tuple[Job, datetime]] = []
+        # Occurrences this instance tried to claim (what sharing out the claims saves).
+        self.claims_attempted = 0
 
     @property
     def running(self) -> bool:
         return self.timers.running
 
     async def start(self) -> None:
+        await self.membership.beat()  # known to the others before its timers fire
         await self._recover_leases()
         async with self.database.read() as connection:
             active = await JobRepository(connection).list_active()
@@ -91,6 +105,8 @@ class Engine:
         self._every(self.settings.sweep_seconds, self._sweep)
         self._every(self.settings.lease_seconds / 3, self.dispatcher.renew_leases)
         self._every(self.settings.lease_seconds / 2, self._recover_leases)
+        if self.membership.enabled:
+            self._every(self.settings.heartbeat_seconds, self._heartbeat)
         armed = len(self.timers.armed_ids())
         log.info(
             "engine started: %d active jobs, %d timers armed",
@@ -102,6 +118,10 @@ class Engine:
     async def stop(self) -> None:
         self.timers.stop()
         await self._loops.stop()
+        try:
+            await self.membership.leave()  # the others take its share over at once
+        except Exception as error:
+            self.outage.failed("leaving", error)  # they will after its heartbeat lapses
         await self.dispatcher.stop()
         log.info("engine stopped", extra={"action": "engine_stopped"})
 
@@ -174,7 +194,7 @@ class Engine:
             batch = [await self._fired.get()]
             while len(batch) < CLAIM_BATCH and not self._fired.empty():
                 batch.append(self._fired.get_nowait())
-            due = self._due_now(batch)
+            due = self._standing_by(self._due_now(batch))
             if not due:
                 continue
             try:
@@ -213,13 +233,62 @@ class Engine:
         return due
 
     async def _claim_later(self, job: Job, scheduled_for: datetime, delay: timedelta) -> None:
+        await asyncio.sleep(delay.total_seconds())
+        due = self._standing_by([(job, scheduled_for)])
         try:
-            await asyncio.sleep(delay.total_seconds())
-            await self._claim([(job, scheduled_for)])
+            if due:
+                await self._claim(due)
         finally:
-            self._claimed([job.id])
+            self._claimed(job.id for job, _ in due)
+
+    # ------------------------------------------------------------------ sharing out
+    def _standing_by(self, due: list[tuple[Job, datetime]]) -> list[tuple[Job, datetime]]:
+        """This instance's share of `due`; the rest waits on standby (membership.py)."""
+        if len(self.membership.shares.instances) == 1:
+            return due
+        mine = []
+        for job, at in due:
+            if self.membership.mine(job.id):
+                mine.append((job, at))
+            else:
+                self._standby.append((job, at))
+        return mine
+
+    async def _heartbeat(self) -> None:
+        try:
+            await self.membership.beat()
+        except Exception:
+            # The store is out of reach: the standby occurrences are left to the catch-up,
+            # which settles them by misfire policy once it is back (as the claims' own).
+            self._claimed(job.id for job, _ in self._standby)
+            self._standby = []
+            raise
+        await self._take_over()
+
+    async def _take_over(self) -> None:
+        """Claim the standby occurrences still unrecorded after the takeover delay, or at
+        once when their job is now this instance's (its owner dropped out): fired on time
+        here, they are late, not missed, as behind a backlog."""
+        cutoff = self.clock.now() - self.membership.takeover_after
+        mine = self.membership.mine
+        ready = [(job, at) for job, at in self._standby if at <= cutoff or mine(job.id)]
+        if not ready:
+            return
+        taken = {(job.id, at) for job, at in ready}
+        self._standby = [(job, at) for job, at in self._standby if (job.id, at) not in taken]
+        try:
+            async with self.database.read() as connection:
+                recorded = await ExecutionRepository(connection).recorded_among(
+                    [(job.id, at) for job, at in ready]
+                )
+            orphans = [(job, at) for job, at in ready if (job.id, at) not in recorded]
+            for start in range(0, len(orphans), CLAIM_BATCH):
+                await self._claim(orphans[start : start + CLAIM_BATCH])
+        finally:
+            self._claimed(job.id for job, _ in ready)
 
     async def _claim(self, due: list[tuple[Job, datetime]]) -> None:
+        self.claims_attempted += len(due)
         claimed = await claims.claim_occurrences(
             self.database, due, now=self.clock.now(), start=self.dispatcher.inline_starter()
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from gql_scheduler.domain.clock import Clock
 from gql_scheduler.domain.executions import Execution, ExecutionStatus, ExecutionTrigger
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.domain.overlap import OverlapDecision, decide_overlap
+from gql_scheduler.domain.policies import OverlapPolicy
 from gql_scheduler.store.database import Database
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.transitions import TransitionRepository
@@ -45,19 +47,27 @@ class StartResult:
 class OverlapBoard:
     """The unfinished executions of the batch's jobs, kept current as decisions are made."""
 
-    def __init__(self, unfinished: list[Execution], now: datetime) -> None:
+    def __init__(
+        self, unfinished: list[Execution], now: datetime, ended: AbstractSet[str] = frozenset()
+    ) -> None:
+        """`ended`: runs whose work is over though their end is not committed yet (this
+        instance's own, on their way through the group commit): they hold nothing back."""
         self.now = now
-        self.running: dict[str, set[str]] = defaultdict(set)
+        # Per job, its live runs and when each started.
+        self.running: dict[str, dict[str, datetime]] = defaultdict(dict)
         self.queued: dict[str, dict[str, Execution]] = defaultdict(dict)
         for execution in unfinished:
             if execution.status is ExecutionStatus.QUEUED:
                 self.queued[execution.job_id][execution.id] = execution
+            elif execution.id in ended:
+                continue
             elif execution.lease_until is not None and execution.lease_until >= now:
                 # A lost run (expired lease) does not hold back the job's next ones.
-                self.running[execution.job_id].add(execution.id)
+                started = execution.started_at or now
+                self.running[execution.job_id][execution.id] = started
 
     def decide(self, execution: Execution, job: Job, *, force: bool) -> OverlapDecision:
-        running = len(self.running[job.id] - {execution.id})
+        others = {key: at for key, at in self.running[job.id].items() if key != execution.id}
         older = [
             other
             for other in self.queued[job.id].values()
@@ -67,15 +77,25 @@ class OverlapBoard:
         if execution.trigger in _QUEUEING_TRIGGERS:
             # Backfilled and caught-up runs queue up: one at a time, oldest first, never
             # skipped (RUN_ALL means each of them runs).
-            waits = running or any(o.trigger is execution.trigger for o in older)
+            waits = others or any(o.trigger is execution.trigger for o in older)
             return OverlapDecision.WAIT if waits else OverlapDecision.START
-        return decide_overlap(
-            job.spec.overlap_policy, running=running, waiting=len(older), force=force
+        # The overlap policy judges the runs that were going when this one was due. A run
+        # that only started after that, late behind a backlog, would not have overlapped
+        # it on time: this one waits for it instead of being skipped or cancelling it.
+        due = execution.scheduled_for or self.now
+        on_time = sum(1 for started in others.values() if started <= due)
+        decision = decide_overlap(
+            job.spec.overlap_policy, running=on_time, waiting=len(older), force=force
         )
+        late = len(others) > on_time
+        allowed = force or job.spec.overlap_policy is OverlapPolicy.ALLOW
+        if decision is OverlapDecision.START and late and not allowed:
+            return OverlapDecision.WAIT
+        return decision
 
     def record(self, execution: Execution, decision: OverlapDecision) -> None:
         if decision is OverlapDecision.START:
-            self.running[execution.job_id].add(execution.id)
+            self.running[execution.job_id][execution.id] = self.now
         if decision in (OverlapDecision.START, OverlapDecision.SKIP):
             self.queued[execution.job_id].pop(execution.id, None)
 
@@ -109,6 +129,7 @@ async def start_batch(
     lease_seconds: float,
     clock: Clock,
     job_cache: JobCache,
+    ended: AbstractSet[str] = frozenset(),
 ) -> list[StartResult]:
     async with database.write() as connection:
         return await decide_starts(
@@ -118,6 +139,7 @@ async def start_batch(
             lease_seconds=lease_seconds,
             clock=clock,
             job_cache=job_cache,
+            ended=ended,
         )
 
 
@@ -129,6 +151,7 @@ async def decide_starts(
     lease_seconds: float,
     clock: Clock,
     job_cache: JobCache,
+    ended: AbstractSet[str] = frozenset(),
 ) -> list[StartResult]:
     """`start_batch` inside a transaction the caller holds (claims start their winners)."""
     job_ids = sorted({request.job_id for request in requests})
@@ -144,7 +167,7 @@ async def decide_starts(
     queued = {
         e.id: e for e in unfinished if e.id in requested and e.status is ExecutionStatus.QUEUED
     }
-    board = OverlapBoard(unfinished, now)
+    board = OverlapBoard(unfinished, now, ended)
     decisions = _decide_all(requests, queued, jobs, board)
     cancel_ids = await _request_cancels(transitions, decisions, queued, board)
     started = await _apply(connection, decisions, queued, jobs, instance, lease_seconds, now)

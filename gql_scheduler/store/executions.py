@@ -21,6 +21,9 @@ from gql_scheduler.domain.pages import Page
 from gql_scheduler.store import pagination
 from gql_scheduler.store.tables import OCCURRENCE_WHERE, executions
 
+# Occurrences per statement: far below SQLite's limit of 32,766 bound values.
+_CHUNK = 400
+
 
 class ExecutionRepository:
     def __init__(self, connection: AsyncConnection) -> None:
@@ -37,6 +40,24 @@ class ExecutionRepository:
             OCCURRENCE_WHERE,
         )
         return set((await self.connection.scalars(query)).all())
+
+    async def recorded_among(
+        self, occurrences: Sequence[tuple[str, datetime]]
+    ) -> set[tuple[str, datetime]]:
+        """Those of the (job id, scheduled time) occurrences that have an execution."""
+        found: set[tuple[str, datetime]] = set()
+        for start in range(0, len(occurrences), _CHUNK):
+            part = occurrences[start : start + _CHUNK]
+            query = sa.select(executions.c.job_id, executions.c.scheduled_for).where(
+                executions.c.job_id.in_({job_id for job_id, _ in part}),
+                executions.c.scheduled_for >= min(at for _, at in part),
+                executions.c.scheduled_for <= max(at for _, at in part),
+                OCCURRENCE_WHERE,
+            )
+            found.update(
+                (row.job_id, row.scheduled_for) for row in await self.connection.execute(query)
+            )
+        return found & set(occurrences)
 
     async def count_occurrences(self, job_id: str, *, after: datetime, before: datetime) -> int:
         """How many of the job's occurrences strictly between the two instants are recorded."""

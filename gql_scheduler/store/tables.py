@@ -173,3 +173,12 @@ api_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("last_used_at", UTCDateTime),
 )
+
+# The live instances (scheduling/membership.py): each keeps its row's heartbeat fresh.
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+)
