@@ -141,7 +141,11 @@ def assert_no_leak(text: str) -> None:
 
 
 def run_cli(
-    args: Sequence[str | Path], *, cwd: Path, env: dict[str, str]
+    args: Sequence[str | Path],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = RUN_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
     # subprocess.run kills the child and reaps it when the timeout expires.
     return subprocess.run(
@@ -151,7 +155,7 @@ def run_cli(
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=RUN_TIMEOUT,
+        timeout=timeout,
         check=False,
     )
 
@@ -361,15 +365,11 @@ def test_bench_fire_runs_on_postgresql_on_a_database_of_its_own(
 
 @pytest.mark.timeout(120)
 def test_bench_burst_runs_every_job_once_and_probes_the_api(tmp_path: Path, workdir: Path) -> None:
-    burst = subprocess.run(
+    burst = run_cli(
         [*MODULE, "bench", "burst", "--jobs", "100"],
         cwd=workdir,
         env=clean_environment(TMPDIR=str(tmp_path)),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
         timeout=100,
-        check=False,
     )
     assert burst.returncode == 0, burst.stderr
     lines = burst.stdout.splitlines()
@@ -391,15 +391,11 @@ def test_bench_cluster_runs_one_and_two_instances_without_duplicates(
         pytest.skip("PostgreSQL tests are skipped on this machine")
     arguments = ["--instances", "2", "--jobs", "20", "--seconds", "4"]
     arguments += ["--database-url", postgres_admin_url()]
-    cluster = subprocess.run(
+    cluster = run_cli(
         [*MODULE, "bench", "cluster", *arguments],
         cwd=workdir,
         env=clean_environment(TMPDIR=str(tmp_path)),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
         timeout=170,
-        check=False,
     )
     assert cluster.returncode == 0, cluster.stderr
     heads = [line for line in cluster.stdout.splitlines() if "executions/s" in line]
@@ -418,15 +414,11 @@ def test_bench_mixed_runs_quiet_and_loaded_on_both_backends(tmp_path: Path, work
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     arguments = ["--jobs", "20", "--clients", "2", "--seconds", "3"]
-    mixed = subprocess.run(
+    mixed = run_cli(
         [*MODULE, "bench", "mixed", *arguments],
         cwd=workdir,
         env=clean_environment(TMPDIR=str(temporary)),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
         timeout=100,
-        check=False,
     )
     assert mixed.returncode == 0, mixed.stderr
     for backend in ("SQLite", "PostgreSQL"):

@@ -6,7 +6,6 @@ instances sharing PostgreSQL under that load never deadlock and never run one tw
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from gql_scheduler.app import Container, build_container
+from gql_scheduler.bench.common import noop_job
 from gql_scheduler.bench.databases import postgres_deadlocks
-from gql_scheduler.domain.actions import HandlerAction
-from gql_scheduler.domain.jobs import Job, JobSpec, JobState
-from gql_scheduler.domain.schedules import IntervalSchedule, upcoming_runs
+from gql_scheduler.domain.jobs import Job
+from gql_scheduler.domain.schedules import IntervalSchedule
 from gql_scheduler.store.jobs import JobRepository
 from gql_scheduler.store.tables import executions
 from tests.graphql_client import settings_for
@@ -38,28 +37,17 @@ def overload_jobs(
 ) -> list[Job]:
     """`count` jobs every EVERY seconds for FIRING, spread over one interval; or, as a
     `burst`, each due once, all at `first`."""
-    jobs = []
-    for index in range(count):
-        anchor = first if burst else first + timedelta(seconds=EVERY * index / count)
-        spec = JobSpec(
-            name=f"overload-{index}",
-            schedules=(IntervalSchedule(EVERY, anchor),),
-            action=HandlerAction("noop"),
+    return [
+        noop_job(
+            f"overload-{index}",
+            IntervalSchedule(
+                EVERY, first if burst else first + timedelta(seconds=EVERY * index / count)
+            ),
+            now,
             end_at=first if burst else first + FIRING,
         )
-        (next_run,) = upcoming_runs(spec.schedules, after=now, count=1)
-        jobs.append(
-            Job(
-                id=str(uuid.uuid4()),
-                spec=spec,
-                state=JobState.ACTIVE,
-                created_at=now,
-                updated_at=now,
-                watermark=now,
-                next_run_at=next_run,
-            )
-        )
-    return jobs
+        for index in range(count)
+    ]
 
 
 def owed(jobs: list[Job]) -> Counter[tuple[str, datetime]]:
@@ -122,27 +110,24 @@ def assert_each_ran_once(rows: list[sa.Row], grid: Counter[tuple[str, datetime]]
     assert seen == grid
 
 
-async def test_past_capacity_every_occurrence_runs_exactly_once(database_url: str) -> None:
+async def run_alone(database_url: str, count: int, *, burst: bool = False) -> None:
+    """One instance fires `count` jobs until every occurrence settled: each ran once."""
     container = overloaded(database_url, "only")
-    grid = await insert(container)
+    grid = await insert(container, count, burst=burst)
     await container.start()
     try:
         rows = await wait_drained(container, sum(grid.values()))
     finally:
         await container.aclose()
     assert_each_ran_once(rows, grid)
+
+
+async def test_past_capacity_every_occurrence_runs_exactly_once(database_url: str) -> None:
+    await run_alone(database_url, JOBS)
 
 
 async def test_a_burst_of_jobs_due_in_the_same_instant_runs_each_once(database_url: str) -> None:
-    container = overloaded(database_url, "only")
-    grid = await insert(container, 10_000, burst=True)
-    assert len({at for _, at in grid}) == 1
-    await container.start()
-    try:
-        rows = await wait_drained(container, sum(grid.values()))
-    finally:
-        await container.aclose()
-    assert_each_ran_once(rows, grid)
+    await run_alone(database_url, 10_000, burst=True)
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

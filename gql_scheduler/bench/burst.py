@@ -24,11 +24,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from gql_scheduler.app import Container, create_app, uvicorn_options
-from gql_scheduler.bench.common import CLOCK, insert_jobs, noop_job, percentile
+from gql_scheduler.bench.common import (
+    CLOCK,
+    insert_jobs,
+    noop_job,
+    percentile,
+    service_settings,
+)
 from gql_scheduler.bench.databases import scratch_database
 from gql_scheduler.bench.serving import LOCALHOST, serving
 from gql_scheduler.domain.schedules import IntervalSchedule
-from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
 from gql_scheduler.store.tables import executions
 
@@ -61,12 +66,7 @@ Probed = list[tuple[float, float | None]]  # (sent, Unix time; latency, None if 
 async def engine_burst(server: str | None, jobs: int) -> tuple[Burst, Probed, datetime]:
     """The service, served; returns the burst, the probe's answers and the burst's time."""
     async with scratch_database(server) as url:
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            database_url=url,
-            instance_name="bench",
-            max_concurrent_executions=10_000,
-        )
+        settings = service_settings(url, max_concurrent_executions=10_000)
         await asyncio.to_thread(migrations.upgrade, url)
         app = create_app(settings, apply_migrations=False)
         container: Container = app.state.container

@@ -30,14 +30,13 @@ import httpx
 import sqlalchemy as sa
 
 from gql_scheduler.app import Container, build_container
-from gql_scheduler.bench.common import CLOCK, insert_jobs, percentile
+from gql_scheduler.bench.common import CLOCK, insert_jobs, percentile, service_settings
 from gql_scheduler.bench.databases import (
     postgres_deadlocks,
     postgres_server,
     scratch_database,
 )
 from gql_scheduler.bench.fire import spread_interval_jobs
-from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
 from gql_scheduler.store.tables import executions
 
@@ -170,7 +169,7 @@ async def _stop(children: Sequence[asyncio.subprocess.Process]) -> None:
 async def cluster_run(server: str, count: int, jobs: int, seconds: float) -> ClusterRun:
     async with scratch_database(server) as url:
         await asyncio.to_thread(migrations.upgrade, url)
-        container = build_container(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+        container = build_container(service_settings(url))
         now = CLOCK.now()
         lead = now + timedelta(seconds=LEAD_SECONDS)
         await insert_jobs(container, spread_interval_jobs(jobs, 1.0, lead))

@@ -37,17 +37,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_settings(folder: Path, **overrides: object) -> Settings:
+def service_settings(database_url: str, **overrides: object) -> Settings:
+    """The service's settings for a bench run on `database_url`, none from the environment."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite+aiosqlite:///{folder / 'bench.db'}",
+        database_url=database_url,
         instance_name="bench",
         **overrides,  # type: ignore[arg-type]
     )
 
 
-def noop_job(name: str, schedule: Schedule, now: datetime) -> Job:
-    spec = JobSpec(name=name, schedules=(schedule,), action=HandlerAction("noop"))
+def bench_settings(folder: Path, **overrides: object) -> Settings:
+    return service_settings(f"sqlite+aiosqlite:///{folder / 'bench.db'}", **overrides)
+
+
+def noop_job(
+    name: str, schedule: Schedule, now: datetime, *, end_at: datetime | None = None
+) -> Job:
+    spec = JobSpec(name=name, schedules=(schedule,), action=HandlerAction("noop"), end_at=end_at)
     (first,) = upcoming_runs(spec.schedules, after=now, count=1)
     return Job(
         id=str(uuid.uuid4()),

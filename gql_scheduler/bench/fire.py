@@ -28,11 +28,11 @@ from gql_scheduler.bench.common import (
     peak_rss_mb,
     percentile,
     run,
+    service_settings,
 )
 from gql_scheduler.bench.databases import is_postgres, postgres_deadlocks, scratch_database
 from gql_scheduler.domain.jobs import Job
 from gql_scheduler.domain.schedules import IntervalSchedule
-from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
 from gql_scheduler.store.tables import events, executions
 
@@ -140,12 +140,7 @@ async def engine_fire(server: str | None, jobs: int, seconds: float, every: floa
     """The service's engine on a scratch database (`server`: None for SQLite, else a
     PostgreSQL server to make one on)."""
     async with scratch_database(server) as url:
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            database_url=url,
-            instance_name="bench",
-            max_concurrent_executions=10_000,
-        )
+        settings = service_settings(url, max_concurrent_executions=10_000)
         await asyncio.to_thread(migrations.upgrade, url)
         container = build_container(settings)
         now = CLOCK.now()

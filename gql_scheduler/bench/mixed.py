@@ -22,11 +22,16 @@ import asyncpg
 import sqlalchemy as sa
 
 from gql_scheduler.app import Container, create_app, uvicorn_options
-from gql_scheduler.bench.common import CLOCK, insert_jobs, noop_job, percentile
+from gql_scheduler.bench.common import (
+    CLOCK,
+    insert_jobs,
+    noop_job,
+    percentile,
+    service_settings,
+)
 from gql_scheduler.bench.databases import postgres_server, scratch_database
 from gql_scheduler.bench.serving import LOCALHOST, serving
 from gql_scheduler.domain.schedules import IntervalSchedule
-from gql_scheduler.settings import Settings
 from gql_scheduler.store import migrations
 from gql_scheduler.store.tables import executions
 
@@ -69,12 +74,7 @@ class ApiLoad:
 async def firing_run(
     database_url: str, jobs: int, seconds: float, clients: int, folder: Path
 ) -> tuple[Firing, ApiLoad | None]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        instance_name="bench",
-        max_concurrent_executions=10_000,
-    )
+    settings = service_settings(database_url, max_concurrent_executions=10_000)
     await asyncio.to_thread(migrations.upgrade, database_url)
     app = create_app(settings, apply_migrations=False)
     container: Container = app.state.container
