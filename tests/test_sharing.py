@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from gql_scheduler.domain.ownership import Shares, owner
 from gql_scheduler.scheduling.membership import Membership
+from gql_scheduler.store.tables import instances
 from tests.test_overload import (
     assert_each_ran_once,
     insert,
@@ -94,3 +97,23 @@ async def test_the_share_of_an_instance_gone_without_a_word_is_taken_over(
         await first.aclose()
     assert_each_ran_once(rows, grid)
     assert first.engine.membership.shares.instances == ("first",)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_an_instance_silent_for_a_day_is_forgotten_at_start_up(database_url: str) -> None:
+    container = overloaded(database_url, "fresh")
+    long_ago = datetime.now(UTC) - timedelta(days=2)
+    recent = datetime.now(UTC) - timedelta(minutes=5)
+    async with container.database.write() as connection:
+        for name, at in (("crashed-long-ago", long_ago), ("crashed-lately", recent)):
+            values = {"name": name, "started_at": at, "heartbeat_at": at}
+            await connection.execute(instances.insert().values(**values))
+    await container.start()
+    try:
+        async with container.database.read() as connection:
+            names = set((await connection.scalars(sa.select(instances.c.name))).all())
+    finally:
+        await container.aclose()
+    assert names == {"fresh", "crashed-lately"}

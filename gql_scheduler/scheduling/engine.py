@@ -310,7 +310,11 @@ class Engine:
                 cached = self._jobs.get(job_id)
                 changed = cached is None or cached.version != version
                 armable = state == JobState.ACTIVE.value or cached is not None
-                if (armable and changed) or job_id in lagging:
+                # A job lagging only because its fired occurrences wait in the claim queue
+                # needs nothing: re-reading each of thousands of them every pass, behind
+                # a burst, slowed the very claims they waited for.
+                behind = job_id in lagging and not self._unclaimed[job_id]
+                if (armable and changed) or behind:
                     await self._resync(job_id)
         for job_id in set(self._jobs) - seen:
             await self._resync(job_id)

@@ -23,6 +23,9 @@ from gql_scheduler.store.database import Database
 from gql_scheduler.store.instances import InstanceRepository
 
 ALIVE_BEATS = 3
+# Rows of instances silent this long are dropped at start-up: default instance names carry
+# the process id, so every crash would otherwise leave one behind for good.
+FORGOTTEN_AFTER = timedelta(days=1)
 
 
 class Membership:
@@ -58,11 +61,13 @@ class Membership:
     async def beat(self) -> None:
         if not self.enabled:
             return
+        now = self.clock.now()
+        first = self._joining and self.shares.instances == (self.instance,)
         async with self.database.write() as connection:
-            alive = await InstanceRepository(connection).beat(
-                self.instance, now=self.clock.now(), alive_for=self.alive_for
-            )
-        first = self.shares.instances == (self.instance,) and self._joining
+            registry = InstanceRepository(connection)
+            if first:
+                await registry.forget(silent_for=FORGOTTEN_AFTER, now=now)
+            alive = await registry.beat(self.instance, now=now, alive_for=self.alive_for)
         if tuple(sorted(set(alive) | {self.instance})) != self.shares.instances:
             self.shares = Shares(alive, self.instance)
         # Alone at the first beat, there is nobody to leave a share to it.

@@ -39,5 +39,10 @@ class InstanceRepository:
         )
         return list((await self.connection.scalars(query)).all())
 
+    async def forget(self, *, silent_for: timedelta, now: datetime) -> None:
+        """Drop the rows of instances silent this long (crashed: a clean stop leaves)."""
+        horizon = (sa.func.now() if self._postgres else now) - silent_for
+        await self.connection.execute(instances.delete().where(instances.c.heartbeat_at < horizon))
+
     async def leave(self, name: str) -> None:
         await self.connection.execute(instances.delete().where(instances.c.name == name))
